@@ -1,0 +1,26 @@
+# The two commands of the README: `make demo` (main job end to end) and `make test` (all tests).
+SHELL := /bin/bash
+PY := .venv/bin/python
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export GFORTRAN_ERROR_BACKTRACE := 0
+
+.PHONY: setup test test-fast demo bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+demo: setup
+	$(PY) -m acoustic_inv.cli doctor
+	$(PY) -m acoustic_inv.cli field swellex96 --engine kraken --freq 148 --out demo-out/tl_swellex96.png
+
+bench: setup
+	$(PY) benchmarks/propagation.py
+
+clean:
+	rm -rf .venv demo-out .pytest_cache
