@@ -1,21 +1,50 @@
-"""The ``acoustic-inv`` command line."""
+"""The ``acoustic-inv`` command line.
+
+Each command lives in its own module that exposes ``register(subparsers)``; the module adds one
+sub-parser and sets ``func`` (called with the parsed namespace, returning an exit code or None).
+A :class:`~acoustic_inv.errors.UserError` becomes one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+from acoustic_inv.errors import UserError
+
+# Modules that register commands, in the order their commands appear in --help.
+_COMMAND_MODULES: tuple[str, ...] = (
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="acoustic-inv", description=__doc__)
-    parser.add_subparsers(dest="command", required=True)
+    """Builds the top-level parser with every registered sub-command."""
+    from acoustic_inv import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="acoustic-inv",
+        description="Amortized Bayesian ocean-acoustic inversion with invertible networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"acoustic-inv {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as error:
+        print(f"acoustic-inv {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"acoustic-inv {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
