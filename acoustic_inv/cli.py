@@ -15,6 +15,8 @@ from acoustic_inv.errors import UserError
 
 # Modules that register commands, in the order their commands appear in --help.
 _COMMAND_MODULES: tuple[str, ...] = (
+    "acoustic_inv.doctor_cli",
+    "acoustic_inv.field_cli",
 )
 
 
