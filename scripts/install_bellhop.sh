@@ -9,7 +9,17 @@ VERSION=0.2.1
 opt=.venv/opt/aubellhop-$VERSION
 link=.venv/bin/bellhop.exe
 
-if [ -x "$link" ] && "$link" </dev/null 2>&1 | grep -q "Fatal Error\|Check the print file"; then
+# A bare run (no input file) stops with "Check the print file": that proves the binary loads and runs.
+# It runs in a scratch folder because bellhop.exe writes a .prt file into the current directory.
+probe() {
+  local dir out
+  dir=$(mktemp -d)
+  out=$(cd "$dir" && GFORTRAN_ERROR_BACKTRACE=0 "$OLDPWD/$link" </dev/null 2>&1 || true)
+  rm -rf "$dir"
+  case "$out" in *"Check the print file"*) return 0 ;; *) echo "$out" | head -n 5 >&2; return 1 ;; esac
+}
+
+if [ -x "$link" ] && probe 2>/dev/null; then
   echo "setup: bellhop.exe present ($(readlink -f "$link"))"
   exit 0
 fi
@@ -30,10 +40,8 @@ else
   bin=$(readlink -f "$(find "$opt" -name bellhop.exe -type f | head -n 1)")
 fi
 ln -sfn "$bin" "$link"
-"$link" </dev/null >/dev/null 2>&1 || true  # a bare run stops at the missing .env; it proves the binary loads
-if ! "$link" </dev/null 2>&1 | grep -q "Fatal Error\|Check the print file"; then
+if ! probe; then
   echo "setup: bellhop.exe at $link does not run" >&2
-  "$link" </dev/null || true
   exit 1
 fi
 echo "setup: bellhop.exe -> $bin"
