@@ -1,0 +1,227 @@
+"""Model and training-state files.
+
+Both are ``torch.save`` dicts of plain values and tensors, read back with
+``torch.load(weights_only=True)`` (no pickled code runs on load):
+
+- a **model file** (``kind = "model"``): the network's and transforms' ``state_dict``, the
+  :class:`~acoustic_inv.train_config.TrainConfig` as a dict, the parameter names, units and bounds,
+  the feature count, the training history and the versions (torch, acoustic-inv, format);
+- a **training state** (``kind = "training_state"``): all of the above plus optimizer, scheduler,
+  critic and RNG states and the early-stopping bookkeeping, so a run continues where it stopped.
+
+Files are written atomically (temporary file in the same directory, then ``os.replace``). A file
+that is missing, not a torch file, from another program, of another kind or of an unknown format
+version gives a :class:`~acoustic_inv.errors.DataError` that names the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import acoustic_inv
+from acoustic_inv.errors import DataError
+from acoustic_inv.models import CINN, INN, PosteriorModel
+from acoustic_inv.sources import ParamInfo
+from acoustic_inv.train_config import TrainConfig
+from acoustic_inv.transforms import ThetaTransform, XTransform
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "build_network",
+    "build_posterior_model",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "save_model",
+]
+
+FORMAT = "acoustic-inv"
+FORMAT_VERSION = 1
+KINDS = ("model", "training_state")
+
+
+def build_network(config: TrainConfig, n_params: int, n_features: int) -> INN | CINN:
+    """The untrained network that ``config`` describes, in float32 on the CPU."""
+    common = dict(
+        n_blocks=config.n_blocks,
+        hidden=config.hidden_width,
+        depth=config.subnet_depth,
+        clamp=config.clamp,
+        actnorm=config.actnorm,
+        seed=config.seed,
+    )
+    if config.architecture == "inn":
+        return INN(
+            n_params, n_features, latent_dim=config.latent_dim, noise_mode=config.noise_mode,  # type: ignore[arg-type]
+            pad_std=config.pad_std, **common,
+        )
+    return CINN(n_params, n_features, embed_dim=config.embed_dim, **common)
+
+
+def build_posterior_model(config: TrainConfig, params: tuple[ParamInfo, ...], n_features: int) -> PosteriorModel:
+    """Network plus (unfitted) transforms for the given parameters and feature count."""
+    network = build_network(config, len(params), n_features)
+    return PosteriorModel(
+        network,
+        ThetaTransform([p.low for p in params], [p.high for p in params]),
+        XTransform(n_features),
+        [p.name for p in params],
+        [p.units for p in params],
+    )
+
+
+def versions() -> dict[str, Any]:
+    """Versions recorded in every file."""
+    return {"torch": str(torch.__version__), "acoustic_inv": str(acoustic_inv.__version__), "format": FORMAT_VERSION}
+
+
+def _params_record(params: tuple[ParamInfo, ...]) -> list[dict[str, Any]]:
+    return [{"name": p.name, "units": p.units, "low": p.low, "high": p.high} for p in params]
+
+
+def model_record(model: PosteriorModel, config: TrainConfig, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The contents of a model file (also embedded in a training state)."""
+    params = tuple(
+        ParamInfo(name, units, float(lo), float(hi))
+        for name, units, lo, hi in zip(
+            model.param_names, model.param_units, model.theta_transform.low.tolist(), model.theta_transform.high.tolist()
+        )
+    )
+    return {
+        "format": FORMAT,
+        "kind": "model",
+        "versions": versions(),
+        "config": config.to_dict(),
+        "params": _params_record(params),
+        "n_features": model.network.n_features,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "history": list(history or []),
+    }
+
+
+def _atomic_save(obj: Mapping[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is an ordinary file
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(dict(obj), handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(path: str | Path, model: PosteriorModel, config: TrainConfig, history: list[dict[str, Any]] | None = None) -> Path:
+    """Writes a model file atomically; returns its path."""
+    path = Path(path)
+    _atomic_save(model_record(model, config, history), path)
+    return path
+
+
+def save_checkpoint(path: str | Path, record: Mapping[str, Any]) -> Path:
+    """Writes a training state atomically (``record`` from the trainer; ``kind`` is set here)."""
+    path = Path(path)
+    _atomic_save({**record, "format": FORMAT, "kind": "training_state", "versions": versions()}, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, *, kind: str = "model") -> dict[str, Any]:
+    """Reads and checks a model file or training state; returns its dict.
+
+    Args:
+        path: the file.
+        kind: ``"model"`` or ``"training_state"`` (a training state also serves as a model file).
+
+    Raises:
+        DataError: naming the file, when it is missing, unreadable, foreign, of the wrong kind or of
+            an unsupported format version.
+    """
+    path = Path(path)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what = f"it holds a {found.group(1)} object" if found else str(error).strip().splitlines()[0]
+        raise DataError(
+            f"{path}: not an acoustic-inv file: a safe (weights_only) load refused it ({what})"
+        ) from None
+    except Exception as error:  # torch.load fails in many ways on a file that is not its own
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{path}: not a readable acoustic-inv file ({first_line})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise DataError(f"{path}: not an acoustic-inv file (no '{FORMAT}' format marker); was it written by another program?")
+    found_version = record.get("versions", {}).get("format") if isinstance(record.get("versions"), dict) else None
+    if found_version != FORMAT_VERSION:
+        made_by = record.get("versions", {}).get("acoustic_inv", "an unknown version") if isinstance(record.get("versions"), dict) else "an unknown version"
+        relation = "older" if isinstance(found_version, int) and found_version < FORMAT_VERSION else "newer or unknown"
+        raise DataError(
+            f"{path}: format version {found_version!r} ({relation}; written by acoustic-inv {made_by}) is not "
+            f"supported by this acoustic-inv {acoustic_inv.__version__} (format version {FORMAT_VERSION}); "
+            "retrain the model or use the matching acoustic-inv version"
+        )
+    found_kind = record.get("kind")
+    if found_kind not in KINDS or (kind == "training_state" and found_kind != "training_state"):
+        raise DataError(f"{path}: expected a {kind.replace('_', ' ')} file, found kind {found_kind!r}")
+    missing = [k for k in ("config", "params", "n_features", "state_dict") if k not in record]
+    if missing:
+        raise DataError(f"{path}: incomplete file, missing {missing}")
+    return record
+
+
+def model_from_record(record: Mapping[str, Any], path: str | Path = "<memory>") -> tuple[PosteriorModel, TrainConfig]:
+    """Rebuilds the trained model from a checked record.
+
+    Raises:
+        DataError: naming ``path`` when the stored config or weights do not fit together.
+    """
+    try:
+        config = TrainConfig.from_dict(record["config"], source=f"{path} (stored config)")
+        params = tuple(ParamInfo(p["name"], p["units"], float(p["low"]), float(p["high"])) for p in record["params"])
+        model = build_posterior_model(config, params, int(record["n_features"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise DataError(f"{path}: stored config or parameters are invalid: {error}") from None
+    try:
+        model.load_state_dict(record["state_dict"])
+    except RuntimeError as error:
+        raise DataError(f"{path}: weights do not match the stored config: {str(error).splitlines()[0]}") from None
+    model.eval()
+    return model, config
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> PosteriorModel:
+    """Loads a trained model (from a model file or a training state) for sampling.
+
+    Args:
+        path: the file.
+        device: where to put the network.
+
+    Returns:
+        The :class:`~acoustic_inv.models.PosteriorModel`, in eval mode; its ``config`` attribute
+        holds the :class:`~acoustic_inv.train_config.TrainConfig` and ``history`` the training log.
+
+    Raises:
+        DataError: see :func:`load_checkpoint`.
+    """
+    record = load_checkpoint(path)
+    if record["kind"] == "training_state":
+        record = {**record, "state_dict": record.get("best_state_dict") or record["state_dict"]}
+    model, config = model_from_record(record, path)
+    model.config = config  # type: ignore[attr-defined]
+    model.history = list(record.get("history", []))  # type: ignore[attr-defined]
+    return model.to(device)

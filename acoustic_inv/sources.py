@@ -1,0 +1,263 @@
+"""Where training pairs ``(theta, x)`` come from: in memory, or streamed from a chunked directory.
+
+A :class:`DataSource` describes its parameters (names, units, bounds) and feature count, and yields
+*blocks* of rows for a split (``"train"`` or ``"val"``). The trainer re-cuts blocks into batches, so
+a source never has to hold more than one block. The split is a deterministic function of
+``(seed, val_fraction)``; the shuffle of the training split is a function of ``(seed, epoch)``, so a
+resumed run sees exactly the batches an uninterrupted one would.
+
+The chunked layout (written by :mod:`acoustic_inv.datasets`)::
+
+    DIR/meta.json                  {"params": [{"name", "units", "low", "high"}, ...], "n_features": m, ...}
+    DIR/chunks/chunk-000000.nc     theta(sample, param) float64, x(sample, feature) float32
+    DIR/chunks/chunk-000001.nc     ...
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from acoustic_inv.errors import DataError
+
+__all__ = ["ChunkedSource", "DataSource", "InMemorySource", "ParamInfo", "SPLITS"]
+
+SPLITS = ("train", "val")
+Block = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter: name, units and prior bounds (``-inf``/``+inf`` for none)."""
+
+    name: str
+    units: str
+    low: float = -math.inf
+    high: float = math.inf
+
+
+class DataSource(ABC):
+    """Training pairs for :func:`acoustic_inv.training.fit`.
+
+    Attributes:
+        params: the d parameters, in column order of ``theta``.
+        n_features: number of features m (columns of ``x``).
+        description: a short name for messages (a path, or "in-memory arrays").
+    """
+
+    params: tuple[ParamInfo, ...]
+    n_features: int
+    description: str
+
+    @property
+    def n_params(self) -> int:
+        """Number of parameters d."""
+        return len(self.params)
+
+    @abstractmethod
+    def blocks(self, split: str, *, val_fraction: float, seed: int, epoch: int | None = None) -> Iterator[Block]:
+        """Yields blocks of one split.
+
+        Args:
+            split: ``"train"`` or ``"val"``.
+            val_fraction: fraction of the rows held out for validation, in [0, 1).
+            seed: seed of the split and of the shuffles.
+            epoch: shuffle the rows for this epoch; ``None`` keeps the stored order.
+
+        Yields:
+            ``(theta, x)``: float64 array (k, d) in the parameters' units and float32 array (k, m).
+        """
+
+
+def _check_split(split: str, val_fraction: float) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+
+
+def _val_mask(n: int, val_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask (n,) with ``round(n * val_fraction)`` rows set, at random places."""
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.permutation(n)[: int(round(n * val_fraction))]] = True
+    return mask
+
+
+class InMemorySource(DataSource):
+    """Pairs held as arrays.
+
+    Args:
+        theta: shape (n, d), parameters in their units.
+        x: shape (n, m), observation features.
+        params: parameter descriptions (default: ``theta_0``... unbounded, units ``"1"``).
+    """
+
+    def __init__(self, theta: np.ndarray, x: np.ndarray, params: Sequence[ParamInfo] | None = None) -> None:
+        theta = np.asarray(theta, dtype=np.float64)
+        x = np.asarray(x, dtype=np.float32)
+        if theta.ndim != 2 or x.ndim != 2 or theta.shape[0] != x.shape[0]:
+            raise DataError(f"theta and x must be (n, d) and (n, m) with the same n, got {theta.shape} and {x.shape}")
+        if theta.shape[0] < 2 or theta.shape[1] < 1 or x.shape[1] < 1:
+            raise DataError(f"need at least 2 rows, 1 parameter and 1 feature, got theta {theta.shape}, x {x.shape}")
+        if params is None:
+            params = [ParamInfo(f"theta_{i}", "1") for i in range(theta.shape[1])]
+        if len(params) != theta.shape[1]:
+            raise DataError(f"{len(params)} parameter descriptions for {theta.shape[1]} columns of theta")
+        self.theta = theta
+        self.x = x
+        self.params = tuple(params)
+        self.n_features = x.shape[1]
+        self.description = "in-memory arrays"
+
+    def blocks(self, split: str, *, val_fraction: float, seed: int, epoch: int | None = None) -> Iterator[Block]:
+        _check_split(split, val_fraction)
+        mask = _val_mask(len(self.theta), val_fraction, np.random.default_rng([seed, 0]))
+        rows = np.flatnonzero(mask if split == "val" else ~mask)
+        if epoch is not None:
+            rows = np.random.default_rng([seed, 1, epoch]).permutation(rows)
+        if rows.size:
+            yield self.theta[rows], self.x[rows]
+
+
+class ChunkedSource(DataSource):
+    """Pairs streamed from a chunked dataset directory, a few chunks in memory at a time.
+
+    The validation rows are drawn within each chunk, so the split is stable whatever the chunk
+    order. For an epoch, the chunk order is shuffled, then rows are shuffled within each group of
+    ``buffer_chunks`` consecutive chunks.
+
+    Args:
+        path: the dataset directory.
+        buffer_chunks: chunks loaded (and shuffled together) at a time (>= 1).
+
+    Raises:
+        DataError: when ``meta.json`` or the chunks are missing or do not match.
+    """
+
+    def __init__(self, path: str | Path, buffer_chunks: int = 4) -> None:
+        if buffer_chunks < 1:
+            raise ValueError(f"buffer_chunks must be >= 1, got {buffer_chunks}")
+        self.path = Path(path)
+        self.buffer_chunks = buffer_chunks
+        self.description = str(self.path)
+        meta_path = self.path / "meta.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise DataError(f"{meta_path}: not found; is {self.path} a chunked dataset directory?") from None
+        except (OSError, json.JSONDecodeError) as error:
+            raise DataError(f"{meta_path}: cannot read: {error}") from None
+        try:
+            self.params = tuple(
+                ParamInfo(str(p["name"]), str(p["units"]), float(p["low"]), float(p["high"])) for p in meta["params"]
+            )
+            self.n_features = int(meta["n_features"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(
+                f"{meta_path}: expected 'params' (a list of {{name, units, low, high}}) and 'n_features', "
+                f"got a problem with {error}"
+            ) from None
+        if not self.params or self.n_features < 1:
+            raise DataError(f"{meta_path}: needs at least one parameter and n_features >= 1")
+        if meta.get("status", "complete") != "complete":
+            raise DataError(
+                f"{meta_path}: status is {meta['status']!r}: the dataset is still being generated; "
+                "finish it (run the same simulate command again) before training"
+            )
+        self.chunk_paths = sorted((self.path / "chunks").glob("chunk-" + "[0-9]" * 6 + ".nc"))
+        if not self.chunk_paths:
+            raise DataError(f"{self.path / 'chunks'}: no chunk-NNNNNN.nc files")
+
+    def read_chunk(self, index: int) -> Block:
+        """Loads chunk ``index``: ``(theta (k, d) float64, x (k, m) float32)``.
+
+        Raises:
+            DataError: naming the file when it cannot be read or does not match ``meta.json``.
+        """
+        import xarray as xr
+
+        path = self.chunk_paths[index]
+        try:
+            with xr.open_dataset(path) as ds:
+                theta_da, x_da = ds["theta"], ds["x"]
+                if theta_da.dims != ("sample", "param") or x_da.dims != ("sample", "feature"):
+                    raise DataError(
+                        f"{path}: expected theta(sample, param) and x(sample, feature), got "
+                        f"theta{theta_da.dims} and x{x_da.dims}"
+                    )
+                names = [str(n) for n in theta_da["param"].values] if "param" in theta_da.coords else None
+                theta = np.asarray(theta_da.values, dtype=np.float64)
+                x = np.asarray(x_da.values, dtype=np.float32)
+        except DataError:
+            raise
+        except KeyError as error:
+            raise DataError(f"{path}: missing variable {error}") from None
+        except (OSError, ValueError) as error:
+            raise DataError(f"{path}: cannot read as netCDF: {error}") from None
+        expected = [p.name for p in self.params]
+        if names is not None and names != expected:
+            raise DataError(f"{path}: param coordinate {names} does not match meta.json {expected}")
+        if theta.shape[1] != len(expected) or x.shape[1] != self.n_features:
+            raise DataError(
+                f"{path}: theta has {theta.shape[1]} params and x {x.shape[1]} features; meta.json says "
+                f"{len(expected)} and {self.n_features}"
+            )
+        return theta, x
+
+    def blocks(self, split: str, *, val_fraction: float, seed: int, epoch: int | None = None) -> Iterator[Block]:
+        _check_split(split, val_fraction)
+        order = np.arange(len(self.chunk_paths))
+        if epoch is not None:
+            order = np.random.default_rng([seed, 1, epoch]).permutation(order)
+        for start in range(0, len(order), self.buffer_chunks):
+            thetas, xs = [], []
+            for index in order[start : start + self.buffer_chunks]:
+                theta, x = self.read_chunk(int(index))
+                mask = _val_mask(len(theta), val_fraction, np.random.default_rng([seed, 0, int(index)]))
+                keep = mask if split == "val" else ~mask
+                thetas.append(theta[keep])
+                xs.append(x[keep])
+            theta, x = np.concatenate(thetas), np.concatenate(xs)
+            if epoch is not None:
+                perm = np.random.default_rng([seed, 2, epoch, start]).permutation(len(theta))
+                theta, x = theta[perm], x[perm]
+            if len(theta):
+                yield theta, x
+
+
+def rebatch(blocks: Iterator[Block], batch_size: int, *, drop_last: bool) -> Iterator[Block]:
+    """Cuts a stream of blocks into batches of ``batch_size`` rows, carrying remainders over.
+
+    Args:
+        blocks: the stream.
+        batch_size: rows per batch (>= 1).
+        drop_last: drop a final short batch, unless it would be the only batch.
+
+    Yields:
+        ``(theta, x)`` batches.
+    """
+    pending_theta: list[np.ndarray] = []
+    pending_x: list[np.ndarray] = []
+    pending = 0
+    emitted = False
+    for theta, x in blocks:
+        pending_theta.append(theta)
+        pending_x.append(x)
+        pending += len(theta)
+        if pending < batch_size:
+            continue
+        all_theta, all_x = np.concatenate(pending_theta), np.concatenate(pending_x)
+        n_full = (pending // batch_size) * batch_size
+        for start in range(0, n_full, batch_size):
+            yield all_theta[start : start + batch_size], all_x[start : start + batch_size]
+            emitted = True
+        pending_theta, pending_x = [all_theta[n_full:]], [all_x[n_full:]]
+        pending = pending - n_full
+    if pending and (not drop_last or not emitted):
+        yield np.concatenate(pending_theta), np.concatenate(pending_x)

@@ -1,0 +1,54 @@
+"""``acoustic-inv train``: train an INN or cINN on a chunked dataset directory.
+
+    acoustic-inv train --data DATASET_DIR --config train.toml --out model.pt
+
+The config (TOML or JSON) holds the fields of ``acoustic_inv.train_config.TrainConfig``; omitted
+fields take their defaults, unknown ones are errors. After every epoch the training state is saved
+to ``<out>.resume``; running the same command again continues from there (optimizer, schedule and
+random state included). ``--restart`` ignores it and starts afresh. The model file ``out`` (best
+validation weights, fitted transforms, config and versions) is written when training ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from acoustic_inv.sources import ChunkedSource
+    from acoustic_inv.train_config import load_train_config
+    from acoustic_inv.training import fit, resume_path
+
+    config = load_train_config(args.config)
+    if args.device is not None:
+        config = replace(config, device=args.device)
+    source = ChunkedSource(args.data, buffer_chunks=config.shuffle_buffer_chunks)
+    state = resume_path(args.out)
+    if state.exists() and not args.restart:
+        print(f"train: continuing from {state}")
+    result = fit(source, config, out=args.out, resume=not args.restart, progress=not args.quiet)
+    best = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
+    score = "n/a" if best is None or best["val_score"] is None else f"{best['val_score']:.5g}"
+    how = "stopped early" if result.stopped_early else "finished"
+    print(
+        f"train: {how} after {len(result.history)} epochs; best epoch {result.best_epoch} "
+        f"(validation score {score}); model written to {result.model_path}"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train an invertible network (INN or cINN) on a chunked dataset",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, type=Path, metavar="DIR", help="chunked dataset directory")
+    parser.add_argument("--config", required=True, type=Path, metavar="FILE", help="training config (.toml or .json)")
+    parser.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write (e.g. model.pt)")
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                        help="override the config's device")
+    parser.add_argument("--restart", action="store_true", help="ignore <out>.resume and train from scratch")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    parser.set_defaults(func=run)

@@ -1,0 +1,121 @@
+"""Data sources: splits, shuffles, chunked reading and its errors, re-batching."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from acoustic_inv.errors import DataError
+from acoustic_inv.sources import ChunkedSource, InMemorySource, ParamInfo, rebatch
+
+PARAMS = [{"name": "c_sed", "units": "m/s", "low": 1500.0, "high": 1800.0}, {"name": "depth", "units": "m", "low": 50.0, "high": 150.0}]
+
+
+def write_chunks(root: Path, sizes: list[int], n_features: int = 3, seed: int = 0) -> Path:
+    """A chunked dataset whose first feature is the global row index (to track rows)."""
+    (root / "chunks").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    start = 0
+    for k, size in enumerate(sizes):
+        theta = np.column_stack([rng.uniform(1500, 1800, size), rng.uniform(50, 150, size)])
+        x = rng.normal(size=(size, n_features)).astype(np.float32)
+        x[:, 0] = np.arange(start, start + size)
+        start += size
+        ds = xr.Dataset(
+            {
+                "theta": (("sample", "param"), theta, {"units": "m/s, m", "long_name": "parameters"}),
+                "x": (("sample", "feature"), x, {"units": "1", "long_name": "features"}),
+            },
+            coords={"param": [p["name"] for p in PARAMS]},
+        )
+        ds.to_netcdf(root / "chunks" / f"chunk-{k:06d}.nc")
+    (root / "meta.json").write_text(json.dumps({"params": PARAMS, "n_features": n_features}))
+    return root
+
+
+def rows(blocks) -> np.ndarray:
+    return np.concatenate([x[:, 0] for _, x in blocks]).astype(int)
+
+
+def test_chunked_split_is_stable_disjoint_and_complete(tmp_path: Path) -> None:
+    source = ChunkedSource(write_chunks(tmp_path / "d", [40, 35, 25]), buffer_chunks=2)
+    assert source.n_params == 2 and source.n_features == 3
+    assert source.params[0] == ParamInfo("c_sed", "m/s", 1500.0, 1800.0)
+    val = rows(source.blocks("val", val_fraction=0.2, seed=1))
+    train_epoch0 = rows(source.blocks("train", val_fraction=0.2, seed=1, epoch=0))
+    train_epoch1 = rows(source.blocks("train", val_fraction=0.2, seed=1, epoch=1))
+    assert len(val) == 8 + 7 + 5
+    assert set(val).isdisjoint(train_epoch0) and sorted(np.concatenate([val, train_epoch0])) == list(range(100))
+    assert sorted(train_epoch0) == sorted(train_epoch1) and list(train_epoch0) != list(train_epoch1), "reshuffled"
+    assert list(train_epoch0) == list(rows(source.blocks("train", val_fraction=0.2, seed=1, epoch=0))), "seeded"
+    assert set(rows(source.blocks("val", val_fraction=0.2, seed=2))) != set(val), "the split follows the seed"
+    theta, x = next(source.blocks("train", val_fraction=0.2, seed=1))
+    assert theta.dtype == np.float64 and x.dtype == np.float32
+
+
+def test_chunked_shuffle_mixes_within_buffers(tmp_path: Path) -> None:
+    source = ChunkedSource(write_chunks(tmp_path / "d", [10] * 6), buffer_chunks=3)
+    blocks = list(source.blocks("train", val_fraction=0.0, seed=0, epoch=3))
+    assert len(blocks) == 2
+    chunk_of_rows = [set(x[:, 0].astype(int) // 10) for _, x in blocks]
+    assert all(len(chunks) == 3 for chunks in chunk_of_rows)
+    first = blocks[0][1][:, 0].astype(int)
+    assert list(first) != sorted(first), "rows are shuffled within a buffer"
+
+
+def test_in_memory_source(tmp_path: Path) -> None:
+    theta = np.arange(20.0).reshape(10, 2)
+    x = np.arange(10.0)[:, None]
+    source = InMemorySource(theta, x)
+    assert [p.name for p in source.params] == ["theta_0", "theta_1"] and source.description == "in-memory arrays"
+    val = rows(source.blocks("val", val_fraction=0.3, seed=0))
+    train = rows(source.blocks("train", val_fraction=0.3, seed=0, epoch=0))
+    assert len(val) == 3 and sorted(np.concatenate([val, train])) == list(range(10))
+    with pytest.raises(DataError, match="same n"):
+        InMemorySource(theta, x[:5])
+    with pytest.raises(DataError, match="descriptions"):
+        InMemorySource(theta, x, [ParamInfo("a", "m")])
+    with pytest.raises(ValueError, match="split"):
+        next(source.blocks("test", val_fraction=0.1, seed=0))
+    with pytest.raises(ValueError, match="val_fraction"):
+        next(source.blocks("val", val_fraction=1.0, seed=0))
+
+
+def test_rebatch_carries_remainders() -> None:
+    blocks = [(np.zeros((n, 1)), np.arange(n, dtype=np.float32)[:, None]) for n in (5, 3, 9)]
+    sizes = [len(t) for t, _ in rebatch(iter(blocks), 4, drop_last=True)]
+    assert sizes == [4, 4, 4, 4]
+    sizes = [len(t) for t, _ in rebatch(iter(blocks), 4, drop_last=False)]
+    assert sizes == [4, 4, 4, 4, 1]
+    assert [len(t) for t, _ in rebatch(iter(blocks[:1]), 8, drop_last=True)] == [5], "a lone short batch is kept"
+
+
+def test_chunked_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="meta.json: not found"):
+        ChunkedSource(tmp_path)
+    root = write_chunks(tmp_path / "d", [5])
+    (root / "meta.json").write_text(json.dumps({"params": [{"name": "a"}], "n_features": 3}))
+    with pytest.raises(DataError, match="meta.json: expected 'params'"):
+        ChunkedSource(root)
+    (root / "meta.json").write_text(json.dumps({"params": PARAMS[::-1], "n_features": 3}))
+    with pytest.raises(DataError, match=r"chunk-000000.nc: param coordinate"):
+        next(ChunkedSource(root).blocks("train", val_fraction=0.1, seed=0))
+    (root / "meta.json").write_text(json.dumps({"params": PARAMS, "n_features": 4}))
+    with pytest.raises(DataError, match=r"chunk-000000.nc: .*meta.json says"):
+        next(ChunkedSource(root).blocks("train", val_fraction=0.1, seed=0))
+    (root / "meta.json").write_text(json.dumps({"params": PARAMS, "n_features": 3}))
+    (root / "chunks" / "chunk-000001.nc").write_text("not netcdf")
+    with pytest.raises(DataError, match=r"chunk-000001.nc: cannot read"):
+        list(ChunkedSource(root).blocks("train", val_fraction=0.1, seed=0))
+    (root / "meta.json").write_text(json.dumps({"params": PARAMS, "n_features": 3, "status": "running"}))
+    with pytest.raises(DataError, match="still being generated"):
+        ChunkedSource(root)
+    empty = tmp_path / "empty"
+    (empty / "chunks").mkdir(parents=True)
+    (empty / "meta.json").write_text(json.dumps({"params": PARAMS, "n_features": 3}))
+    with pytest.raises(DataError, match="no chunk"):
+        ChunkedSource(empty)
