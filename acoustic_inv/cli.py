@@ -17,6 +17,10 @@ from acoustic_inv.errors import UserError
 _COMMAND_MODULES: tuple[str, ...] = (
     "acoustic_inv.doctor_cli",
     "acoustic_inv.field_cli",
+    "acoustic_inv.simulate_cli",
+    "acoustic_inv.dataset_cli",
+    "acoustic_inv.train_cli",
+    "acoustic_inv.plot_cli",
 )
 
 

@@ -1,0 +1,215 @@
+"""Simulating samples: draw parameters, run the propagation engine, add noise, compute features.
+
+Reproducibility: every sample's random numbers come from its own stream,
+``numpy.random.SeedSequence([seed, 0, index])``, so a sample's values depend only on the seed and its
+index, never on chunking, the number of workers or the order in which samples are computed. Within a
+sample the stream is consumed in a fixed order: one uniform per prior parameter (inverse-CDF sampling,
+see :mod:`acoustic_inv.priors`), one uniform for the SNR, then the noise.
+
+Environment reuse (optional, ``[simulation] environment_reuse = G``, default 1): normal modes depend on
+the environment only, so samples ``g*G .. g*G+G-1`` may share one draw of the environment parameters
+(from the stream ``SeedSequence([seed, 1, g])``) while each draws its own source position. The marginal
+distribution of each sample is unchanged, but samples of one group are not independent: splits keep
+groups together (:func:`acoustic_inv.datasets.split_dataset`). The speed-up needs an engine call that
+evaluates several source positions from one mode set; :func:`propagation.pressure` takes one position,
+so today every sample still runs the engine (see docs/scenarios.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from acoustic_inv.errors import ConfigError
+from acoustic_inv.observation import ObservationModel, add_noise
+from acoustic_inv.scenario import PARAMETERS, Scenario
+from propagation.errors import (
+    EngineNotFoundError,
+    PropagationError,
+    UnsupportedEnvironmentError,
+)
+
+STREAM_SAMPLE = 0
+STREAM_ENVIRONMENT = 1
+
+#: A forward model with the signature of :func:`propagation.pressure`.
+Runner = Callable[..., Any]
+
+# Failures that say the scenario itself cannot run (every sample would fail): fatal, not recorded.
+_CONFIG_ERRORS = (EngineNotFoundError, UnsupportedEnvironmentError)
+
+
+def sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of sample ``index`` of a dataset made with ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), STREAM_SAMPLE, int(index)]))
+
+
+def environment_rng(seed: int, group: int) -> np.random.Generator:
+    """The random stream of environment group ``group`` (environment reuse)."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), STREAM_ENVIRONMENT, int(group)]))
+
+
+def default_runner() -> Runner:
+    """The real forward model, :func:`propagation.pressure`."""
+    import propagation
+
+    try:
+        return propagation.pressure
+    except AttributeError:
+        raise ConfigError("propagation.pressure is not available in this installation") from None
+
+
+@dataclass
+class ChunkResult:
+    """The outcome of simulating a run of consecutive samples.
+
+    Attributes:
+        indices: Sample indices, shape (n,), int64.
+        theta: Parameters, shape (n, d), float64, in each parameter's units.
+        snr_db: Drawn SNR, shape (n,), dB (``inf`` when the scenario has no noise).
+        pressure: Noise-free complex pressure, shape (n, n_freq, n_receiver), complex128, in the
+            engine's units (pressure re the field of a unit source at 1 m); NaN for failed samples.
+        x: Features, shape (n, n_features), float32; NaN for failed samples.
+        errors: One string per sample: empty on success, else the engine's error text.
+        engine_seconds: Wall time spent inside the engine, s.
+    """
+
+    indices: np.ndarray
+    theta: np.ndarray
+    snr_db: np.ndarray
+    pressure: np.ndarray
+    x: np.ndarray
+    errors: list[str]
+    engine_seconds: float = 0.0
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Shape (n,), bool: True where the sample succeeded."""
+        return np.array([not e for e in self.errors], dtype=bool)
+
+    @property
+    def n_failed(self) -> int:
+        """Number of failed samples."""
+        return int(sum(1 for e in self.errors if e))
+
+
+@dataclass
+class Simulator:
+    """Simulates samples of a scenario.
+
+    Attributes:
+        scenario: The scenario.
+        runner: Forward model with the signature of :func:`propagation.pressure`; None means the real
+            engine. Tests inject cheap fakes here; users always get the real engine.
+    """
+
+    scenario: Scenario
+    runner: Runner | None = None
+    observation: ObservationModel = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.observation = ObservationModel.from_scenario(self.scenario)
+        if self.runner is None:
+            self.runner = default_runner()
+        prior = self.scenario.prior
+        self._geometry_mask = np.array([PARAMETERS[n].geometry for n in prior.names], dtype=bool)
+
+    @property
+    def n_features(self) -> int:
+        """Length of the feature vector."""
+        return self.observation.n_features
+
+    def draw(self, seed: int, index: int) -> tuple[np.ndarray, float, np.random.Generator]:
+        """Draws sample ``index``'s parameters and SNR.
+
+        Returns:
+            theta: shape (d,), in each parameter's units.
+            snr_db: the SNR, dB (``inf`` without noise).
+            rng: the sample's stream, positioned for the noise draws.
+        """
+        rng = sample_rng(seed, index)
+        prior = self.scenario.prior
+        u = rng.random(len(prior))
+        reuse = self.scenario.simulation.environment_reuse
+        if reuse > 1:
+            u_env = environment_rng(seed, index // reuse).random(len(prior))
+            u = np.where(self._geometry_mask, u, u_env)
+        theta = prior.ppf(u)
+        u_snr = rng.random()
+        snr = self.scenario.noise.snr_db
+        snr_db = float(snr.ppf(u_snr)) if snr is not None else float("inf")
+        return theta, snr_db, rng
+
+    def run_engine(self, theta: np.ndarray) -> np.ndarray:
+        """Noise-free pressure for one parameter vector.
+
+        Args:
+            theta: shape (d,), in each parameter's units.
+
+        Returns:
+            Complex pressure, shape (n_freq, n_receiver).
+
+        Raises:
+            PropagationError: when the engine fails.
+        """
+        geometry = self.scenario.geometry(theta)
+        engine = self.scenario.engine
+        result = self.runner(geometry.environment, geometry.source_depth_m,
+                             self.scenario.array.receiver_depths_m, geometry.source_range_m,
+                             self.scenario.freqs_hz, engine=engine.name, **engine.options_dict)
+        if hasattr(result, "transpose") and hasattr(result, "dims"):
+            result = result.transpose("freq", "receiver").values
+        pressure = np.asarray(result, dtype=complex)
+        expected = (len(self.scenario.freqs_hz), len(self.scenario.array.receiver_depths_m))
+        if pressure.shape != expected:
+            raise PropagationError(f"engine returned pressure of shape {pressure.shape}, expected {expected}")
+        if not np.all(np.isfinite(pressure)):
+            raise PropagationError("engine returned non-finite pressure")
+        return pressure
+
+    def simulate(self, seed: int, indices: Sequence[int],
+                 on_sample: Callable[[], None] | None = None) -> ChunkResult:
+        """Simulates the given samples; engine failures are recorded, never raised.
+
+        Args:
+            seed: Dataset seed.
+            indices: Sample indices, shape (n,).
+            on_sample: Called after each sample (progress reporting).
+
+        Raises:
+            ConfigError: when the engine is missing or cannot represent the scenario at all.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        n = len(indices)
+        n_freq, n_rec = self.observation.n_freq, self.observation.n_receiver
+        theta = np.empty((n, len(self.scenario.prior)))
+        snr = np.empty(n)
+        pressure = np.full((n, n_freq, n_rec), np.nan + 1j * np.nan, dtype=complex)
+        x = np.full((n, self.n_features), np.nan, dtype=np.float32)
+        errors = [""] * n
+        engine_seconds = 0.0
+        for k, index in enumerate(indices):
+            theta[k], snr[k], rng = self.draw(seed, int(index))
+            start = time.perf_counter()
+            try:
+                p = self.run_engine(theta[k])
+            except _CONFIG_ERRORS as error:
+                raise ConfigError(f"scenario {self.scenario.name!r}: {str(error).splitlines()[0]}") from None
+            except PropagationError as error:
+                errors[k] = f"{type(error).__name__}: {error}"
+                p = None
+            engine_seconds += time.perf_counter() - start
+            if p is not None:
+                noisy = add_noise(p, snr[k], rng) if np.isfinite(snr[k]) else p
+                features = self.observation.features_from_pressure(noisy)
+                if np.all(np.isfinite(features)):
+                    pressure[k] = p
+                    x[k] = features.astype(np.float32)
+                else:
+                    errors[k] = "non-finite features"
+            if on_sample is not None:
+                on_sample()
+        return ChunkResult(indices, theta, snr, pressure, x, errors, engine_seconds)
