@@ -11,8 +11,8 @@ the environment only, so samples ``g*G .. g*G+G-1`` may share one draw of the en
 (from the stream ``SeedSequence([seed, 1, g])``) while each draws its own source position. The marginal
 distribution of each sample is unchanged, but samples of one group are not independent: splits keep
 groups together (:func:`acoustic_inv.datasets.split_dataset`). The speed-up needs an engine call that
-evaluates several source positions from one mode set; :func:`propagation.pressure` takes one position,
-so today every sample still runs the engine (see docs/scenarios.md).
+evaluates several source positions from one mode set: :func:`propagation.pressure_positions` (KRAKEN
+solves the modes once per group, about G times faster for G positions).
 """
 
 from __future__ import annotations
@@ -112,8 +112,13 @@ class Simulator:
 
     def __post_init__(self) -> None:
         self.observation = ObservationModel.from_scenario(self.scenario)
+        # The batched engine call serves environment reuse; only the real engine has one.
+        self._positions_runner = None
         if self.runner is None:
             self.runner = default_runner()
+            import propagation
+
+            self._positions_runner = propagation.pressure_positions
         prior = self.scenario.prior
         self._geometry_mask = np.array([PARAMETERS[n].geometry for n in prior.names], dtype=bool)
 
@@ -170,6 +175,40 @@ class Simulator:
             raise PropagationError("engine returned non-finite pressure")
         return pressure
 
+    def _run_group(self, thetas: list[np.ndarray]) -> list[np.ndarray | PropagationError]:
+        """Noise-free pressure for parameter vectors that share one environment (or one vector).
+
+        With the real engine and several vectors, one :func:`propagation.pressure_positions` call
+        serves them all (modes computed once); an injected runner is called once per vector.
+        Engine failures are returned in place of the pressure (the whole group fails together when it
+        shares one engine call).
+        """
+        if len(thetas) > 1 and self._positions_runner is not None:
+            geometries = [self.scenario.geometry(t) for t in thetas]
+            engine = self.scenario.engine
+            try:
+                result = self._positions_runner(
+                    geometries[0].environment, [g.source_depth_m for g in geometries],
+                    [g.source_range_m for g in geometries], self.scenario.array.receiver_depths_m,
+                    self.scenario.freqs_hz, engine=engine.name, **engine.options_dict)
+                values = np.asarray(result.transpose("position", "freq", "receiver").values, dtype=complex)
+                if not np.all(np.isfinite(values)):
+                    raise PropagationError("engine returned non-finite pressure")
+                return list(values)
+            except _CONFIG_ERRORS:
+                raise
+            except PropagationError as error:
+                return [error] * len(thetas)
+        out: list[np.ndarray | PropagationError] = []
+        for theta in thetas:
+            try:
+                out.append(self.run_engine(theta))
+            except _CONFIG_ERRORS:
+                raise
+            except PropagationError as error:
+                out.append(error)
+        return out
+
     def simulate(self, seed: int, indices: Sequence[int],
                  on_sample: Callable[[], None] | None = None) -> ChunkResult:
         """Simulates the given samples; engine failures are recorded, never raised.
@@ -191,25 +230,35 @@ class Simulator:
         x = np.full((n, self.n_features), np.nan, dtype=np.float32)
         errors = [""] * n
         engine_seconds = 0.0
-        for k, index in enumerate(indices):
-            theta[k], snr[k], rng = self.draw(seed, int(index))
+        reuse = self.scenario.simulation.environment_reuse
+        groups = np.asarray(indices) // reuse
+        for group in dict.fromkeys(groups.tolist()):
+            ks = np.flatnonzero(groups == group)
+            # The whole group is drawn and run even when the call needs part of it: a sample's value
+            # then never depends on chunking (the engine solves one call for the group's positions).
+            members = np.arange(group * reuse, (group + 1) * reuse) if reuse > 1 else indices[ks]
+            draws = [self.draw(seed, int(i)) for i in members]
             start = time.perf_counter()
             try:
-                p = self.run_engine(theta[k])
+                results = self._run_group([d[0] for d in draws])
             except _CONFIG_ERRORS as error:
                 raise ConfigError(f"scenario {self.scenario.name!r}: {str(error).splitlines()[0]}") from None
-            except PropagationError as error:
-                errors[k] = f"{type(error).__name__}: {error}"
-                p = None
             engine_seconds += time.perf_counter() - start
-            if p is not None:
-                noisy = add_noise(p, snr[k], rng) if np.isfinite(snr[k]) else p
-                features = self.observation.features_from_pressure(noisy)
-                if np.all(np.isfinite(features)):
-                    pressure[k] = p
-                    x[k] = features.astype(np.float32)
-                else:
-                    errors[k] = "non-finite features"
-            if on_sample is not None:
-                on_sample()
+            for k in ks:
+                j = int(indices[k] - members[0]) if reuse > 1 else int(np.flatnonzero(members == indices[k])[0])
+                theta[k], snr[k], rng = draws[j]
+                p = results[j]
+                if isinstance(p, PropagationError):
+                    errors[k] = f"{type(p).__name__}: {p}"
+                    p = None
+                if p is not None:
+                    noisy = add_noise(p, snr[k], rng) if np.isfinite(snr[k]) else p
+                    features = self.observation.features_from_pressure(noisy)
+                    if np.all(np.isfinite(features)):
+                        pressure[k] = p
+                        x[k] = features.astype(np.float32)
+                    else:
+                        errors[k] = "non-finite features"
+                if on_sample is not None:
+                    on_sample()
         return ChunkResult(indices, theta, snr, pressure, x, errors, engine_seconds)

@@ -106,6 +106,67 @@ def pressure(env: Environment, source_depth_m: float, receiver_depths_m: Sequenc
     )
 
 
+def pressure_positions(env: Environment, source_depths_m: Sequence[float] | np.ndarray,
+                       ranges_m: Sequence[float] | np.ndarray,
+                       receiver_depths_m: Sequence[float] | np.ndarray,
+                       freqs_hz: Sequence[float] | np.ndarray, engine: str = "kraken",
+                       **options: Any) -> xr.DataArray:
+    """Complex pressure at receivers for several source positions in one environment.
+
+    Normal modes depend on the environment only, so KRAKEN computes them once for all positions: for G
+    positions this costs little more than one :func:`pressure` call (dataset generation with
+    environment reuse relies on it). Other engines run once per position. Values equal those of
+    :func:`pressure` for each position to engine precision (KRAKEN refines eigenvalues for the largest
+    range of a call: differences of order 0.01 dB).
+
+    Args:
+        env: The environment.
+        source_depths_m: Source depths, shape (n_position,), m.
+        ranges_m: Source-receiver ranges, shape (n_position,), m.
+        receiver_depths_m: Receiver depths, shape (n_receiver,), m, in the water.
+        freqs_hz: Frequencies, shape (n_freq,), Hz.
+        engine: Engine name.
+        **options: Engine options, as for :func:`pressure`.
+
+    Returns:
+        complex128 DataArray, dims (position, freq, receiver), coords as :func:`pressure` plus
+        ``source_depth`` and ``range`` on ``position`` (m).
+
+    Raises:
+        As :func:`pressure`.
+    """
+    env = _environment(env)
+    runner = _engine(engine)
+    depths_in = np.atleast_1d(np.asarray(source_depths_m, dtype=float))
+    ranges_in = np.atleast_1d(np.asarray(ranges_m, dtype=float))
+    if depths_in.shape != ranges_in.shape or depths_in.ndim != 1 or depths_in.size == 0:
+        raise InvalidEnvironmentError(
+            f"Source.depths_m has shape {depths_in.shape} and Receivers.ranges_m {ranges_in.shape}: "
+            "expected two non-empty 1-D arrays of equal length (one depth and one range per position)")
+    zr: tuple[float, ...] = ()
+    for zs, r in zip(depths_in, ranges_in):
+        _, zr, _ = check_geometry(env, float(zs), receiver_depths_m, [float(r)])
+    freqs = check_frequencies(freqs_hz)
+    resolved = runner.resolve_options(options, "pressure")
+    version = runner.version()
+    depths, index = _unique(zr)
+    values = runner.pressure_positions(env, depths_in, ranges_in, depths, freqs, **resolved)
+    if index.size != depths.size or np.any(index != np.arange(index.size)):
+        values = values[:, :, index]
+    return xr.DataArray(
+        values,
+        dims=("position", "freq", "receiver"),
+        coords={"freq": ("freq", np.asarray(freqs), {"units": "Hz", "long_name": "frequency"}),
+                "receiver": ("receiver", np.arange(len(zr)), {"units": "1", "long_name": "receiver index"}),
+                "depth": ("receiver", np.asarray(zr), {"units": "m", "long_name": "receiver depth"}),
+                "source_depth": ("position", depths_in, {"units": "m", "long_name": "source depth"}),
+                "range": ("position", ranges_in, {"units": "m", "long_name": "source-receiver range"})},
+        name="pressure",
+        attrs={"units": "1", "long_name": _PRESSURE_LONG_NAME, "engine": runner.name,
+               "engine_version": version},
+    )
+
+
 def tl_field(env: Environment, source_depth_m: float, freq_hz: float, depths_m: Sequence[float] | np.ndarray,
              ranges_m: Sequence[float] | np.ndarray, engine: str = "kraken", **options: Any) -> xr.DataArray:
     """Transmission loss on a depth-range grid at one frequency.

@@ -211,6 +211,28 @@ class Engine(ABC):
         """
         raise NotImplementedError
 
+    def pressure_positions(self, env: Environment, source_depths_m: np.ndarray, ranges_m: np.ndarray,
+                           receiver_depths_m: np.ndarray, freqs_hz: tuple[float, ...],
+                           **options: Any) -> np.ndarray:
+        """Complex pressure for several source positions in one environment.
+
+        Engines that can share work between positions (normal modes) override this; the default runs
+        :meth:`pressure` once per position.
+
+        Args:
+            env: Validated environment.
+            source_depths_m: Source depths, shape (n_position,), m.
+            ranges_m: Ranges, shape (n_position,), m.
+            receiver_depths_m: Receiver depths, shape (n_receiver,), m, strictly increasing.
+            freqs_hz: Frequencies, Hz.
+            **options: Resolved engine options.
+
+        Returns:
+            Pressure re 1 m, shape (n_position, n_freq, n_receiver), complex128.
+        """
+        return np.stack([self.pressure(env, float(zs), receiver_depths_m, float(r), freqs_hz, **options)
+                         for zs, r in zip(source_depths_m, ranges_m)])
+
     def tl_field(self, env: Environment, source_depth_m: float, freq_hz: float, depths_m: np.ndarray,
                  ranges_m: np.ndarray, **options: Any) -> np.ndarray:
         """Complex pressure on a grid, shape (n_depth, n_range), complex128 (depths, ranges increasing)."""

@@ -125,10 +125,13 @@ class KrakenEngine(Engine):
         meshes = [modecheck.medium_points(m, f_max, d, floor) for m, d in zip(modecheck.media(env), densities)]
         return meshes, densities
 
-    def document(self, env: Environment, freqs_hz: tuple[float, ...], source_depth_m: float,
+    def document(self, env: Environment, freqs_hz: tuple[float, ...], source_depth_m: float | np.ndarray,
                  receiver_depths_m: np.ndarray, ranges_m: np.ndarray, mode_depths_m: np.ndarray,
                  meshes: list[int], max_range_m: float) -> dict[str, Any]:
-        """The pelagic KRAKEN JSON case (schema version 2) for this environment and geometry."""
+        """The pelagic KRAKEN JSON case (schema version 2) for this environment and geometry.
+
+        ``source_depth_m`` is one depth or several (increasing); the field then has one row per source.
+        """
         if env.halfspace.sound_speed_mps <= min(m.min_speed_mps for m in modecheck.media(env)):
             raise UnsupportedEnvironmentError(
                 f"{self.name}: half-space speed {env.halfspace.sound_speed_mps:g} m/s is not above the slowest "
@@ -158,7 +161,7 @@ class KrakenEngine(Engine):
             "surface": "vacuum",
             "bottom": {"type": "halfspace", "cp": hs.sound_speed_mps, "rho": hs.density_g_cm3,
                        "ap": hs.attenuation_db_per_m_khz},
-            "source": {"depth": [source_depth_m]},
+            "source": {"depth": np.atleast_1d(np.asarray(source_depth_m, dtype=float)).tolist()},
             "receivers": {"depth": receiver_depths_m.tolist(), "range": ranges_m.tolist()},
             "kraken": {"solver": self.solver,
                        "phase_speed": [0.0, hs.sound_speed_mps],
@@ -185,12 +188,12 @@ class KrakenEngine(Engine):
             raise EngineError(self.name, "pelagic warned about the case", details="\n".join(notes))
         return result
 
-    def _solve(self, env: Environment, freqs_hz: tuple[float, ...], source_depth_m: float,
+    def _solve(self, env: Environment, freqs_hz: tuple[float, ...], source_depth_m: float | np.ndarray,
                receiver_depths_m: np.ndarray, ranges_m: np.ndarray, options: dict[str, Any],
                extra_depths_m: np.ndarray | None = None, max_range_m: float | None = None):
         meshes, _ = self._meshes(env, freqs_hz, options)
         check = options["check_modes"]
-        exact = np.concatenate([[source_depth_m], receiver_depths_m])
+        exact = np.concatenate([np.atleast_1d(source_depth_m), receiver_depths_m])
         if extra_depths_m is not None:
             exact = np.concatenate([exact, extra_depths_m])
         if check:
@@ -215,6 +218,18 @@ class KrakenEngine(Engine):
         out = np.empty((len(freqs_hz), receiver_depths_m.size), dtype=np.complex128)
         for i, freq in enumerate(result.frequencies):
             out[i] = freq.field.pressure[0, :, 0]
+        return out
+
+    def pressure_positions(self, env, source_depths_m, ranges_m, receiver_depths_m, freqs_hz, **options):
+        # One mode set serves every position: the field is evaluated on the grid of the distinct source
+        # depths x distinct ranges (cheap beside the modes) and each position picks its cell.
+        depths, depth_index = np.unique(source_depths_m, return_inverse=True)
+        ranges, range_index = np.unique(ranges_m, return_inverse=True)
+        result, _ = self._solve(env, freqs_hz, depths, receiver_depths_m, ranges, options)
+        out = np.empty((len(source_depths_m), len(freqs_hz), receiver_depths_m.size), dtype=np.complex128)
+        for i, freq in enumerate(result.frequencies):
+            field = freq.field.pressure  # (source, receiver depth, range)
+            out[:, i, :] = field[depth_index, :, range_index]
         return out
 
     def tl_field(self, env, source_depth_m, freq_hz, depths_m, ranges_m, **options):

@@ -103,6 +103,22 @@ def test_environment_reuse_shares_the_environment_only() -> None:
     np.testing.assert_array_equal(result.theta[:, src], plain.theta[:, src])
 
 
+def test_environment_reuse_runs_one_engine_call_per_group_and_ignores_chunking() -> None:
+    scenario = replace_simulation(SCENARIO, environment_reuse=4)
+    simulator = Simulator(scenario)
+    whole = simulator.simulate(3, range(8))
+    assert whole.errors == [""] * 8
+    # Any part of a group gives the same values as the whole: groups are always computed whole.
+    part = simulator.simulate(3, [5, 2])
+    np.testing.assert_array_equal(part.x, whole.x[[5, 2]])
+    np.testing.assert_array_equal(part.pressure, whole.pressure[[5, 2]])
+    # The batched call agrees with one engine call per position.
+    for k in (0, 6):
+        single = simulator.run_engine(whole.theta[k])
+        np.testing.assert_allclose(np.abs(whole.pressure[k]), np.abs(single), rtol=2e-3)
+        assert np.max(np.abs(np.angle(whole.pressure[k] / single))) < 2e-3
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["vina-gi", "pekeris-bellhop", "swellex96"])
 def test_shipped_scenarios_run_on_the_real_engine(name: str) -> None:

@@ -167,3 +167,27 @@ def test_fortran_bellhop_matches_pelagic_on_fields_and_arrivals(requires_bellhop
     amp_a, amp_b = a["amplitude"].values, b["amplitude"].values
     np.testing.assert_allclose(amp_a, amp_b, rtol=1e-3, atol=1e-3 * np.abs(amp_a).max())
     np.testing.assert_array_equal(a["bottom_bounces"], b["bottom_bounces"])
+
+
+@pytest.mark.parametrize("engine", ["kraken", "bellhop"])
+def test_pressure_positions_match_single_positions(engine):
+    zs = np.array([30.0, 55.0, 30.0])
+    rr = np.array([1500.0, 2500.0, 4000.0])
+    freqs = [100.0, 150.0]
+    batch = propagation.pressure_positions(LAYERED if engine == "kraken" else PEKERIS, zs, rr, DEPTHS[::-1],
+                                           freqs, engine=engine)
+    assert batch.dims == ("position", "freq", "receiver")
+    assert batch.attrs["units"] == "1" and batch["range"].attrs["units"] == "m"
+    np.testing.assert_array_equal(batch["source_depth"].values, zs)
+    for k in range(3):
+        env = LAYERED if engine == "kraken" else PEKERIS
+        one = propagation.pressure(env, zs[k], DEPTHS[::-1], rr[k], freqs, engine=engine).values
+        # KRAKEN refines eigenvalues for the largest range of a call: equal to a few 1e-4, not bitwise.
+        np.testing.assert_allclose(batch.values[k], one, rtol=5e-3, atol=1e-9)
+
+
+def test_pressure_positions_refuses_mismatched_positions():
+    with pytest.raises(InvalidEnvironmentError, match="one depth and one range per position"):
+        propagation.pressure_positions(PEKERIS, [30.0, 40.0], [1000.0], DEPTHS, [100.0])
+    with pytest.raises(InvalidEnvironmentError, match=r"Source.depth_m\[0\] = 130.0"):
+        propagation.pressure_positions(PEKERIS, [30.0, 130.0], [1000.0, 2000.0], DEPTHS, [100.0])
