@@ -5,21 +5,29 @@ Both are ``torch.save`` dicts of plain values and tensors, read back with
 
 - a **model file** (``kind = "model"``): the network's and transforms' ``state_dict``, the
   :class:`~acoustic_inv.train_config.TrainConfig` as a dict, the parameter names, units and bounds,
-  the feature count, the training history and the versions (torch, acoustic-inv, format);
+  the feature count, the training history and the versions (torch, acoustic-inv, format); optionally
+  the inversion metadata (``"inversion"``: the scenario, tones, receivers, SNR range and typicality
+  statistics that :mod:`acoustic_inv.posterior` needs; see :mod:`acoustic_inv.model_metadata`), and a
+  SHA-256 ``content_sha256`` of the weights, config, parameters, feature count and inversion
+  metadata, checked on load so that a file whose bytes changed is refused;
 - a **training state** (``kind = "training_state"``): all of the above plus optimizer, scheduler,
   critic and RNG states and the early-stopping bookkeeping, so a run continues where it stopped.
 
 Files are written atomically (temporary file in the same directory, then ``os.replace``). A file
 that is missing, not a torch file, from another program, of another kind or of an unknown format
-version gives a :class:`~acoustic_inv.errors.DataError` that names the file and what is wrong.
+version gives a :class:`~acoustic_inv.errors.DataError` that names the file and what is wrong, and so
+does a file whose content no longer matches its ``content_sha256`` (files without one, written before
+it was introduced, load unchecked).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,10 +46,12 @@ __all__ = [
     "FORMAT_VERSION",
     "build_network",
     "build_posterior_model",
+    "content_hash",
     "load_checkpoint",
     "load_model",
     "save_checkpoint",
     "save_model",
+    "verify_content_hash",
 ]
 
 FORMAT = "acoustic-inv"
@@ -88,15 +98,80 @@ def _params_record(params: tuple[ParamInfo, ...]) -> list[dict[str, Any]]:
     return [{"name": p.name, "units": p.units, "low": p.low, "high": p.high} for p in params]
 
 
-def model_record(model: PosteriorModel, config: TrainConfig, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The contents of a model file (also embedded in a training state)."""
+# Keys of a record that its content hash covers (the history and versions are informative only).
+_HASHED_KEYS = ("config", "params", "n_features", "state_dict", "inversion")
+
+
+def _feed(digest: Any, value: Any) -> None:
+    """Feeds one value into ``digest`` in a canonical, type-tagged byte form."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{tensor.dtype}{tuple(value.shape)}:".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, Mapping):
+        digest.update(f"D{len(value)}:".encode())
+        for key in sorted(value, key=str):
+            _feed(digest, str(key))
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}:".encode())
+        for item in value:
+            _feed(digest, item)
+    elif isinstance(value, str):
+        data = value.encode("utf-8")
+        digest.update(f"S{len(data)}:".encode() + data)
+    else:  # None, bool, int, float: repr is exact (floats round-trip)
+        digest.update(f"V{type(value).__name__}:{value!r};".encode())
+
+
+def content_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a record's weights, config, parameters, feature count and inversion metadata."""
+    digest = hashlib.sha256()
+    for key in _HASHED_KEYS:
+        if key in record:
+            _feed(digest, key)
+            _feed(digest, record[key])
+    return digest.hexdigest()
+
+
+def verify_content_hash(record: Mapping[str, Any], path: str | Path = "<memory>") -> None:
+    """Checks a record against its ``content_sha256`` (records without one pass unchecked).
+
+    Raises:
+        DataError: naming ``path`` when the content does not match its hash.
+    """
+    stored = record.get("content_sha256")
+    if stored is None:
+        return
+    if not isinstance(stored, str) or content_hash(record) != stored:
+        raise DataError(
+            f"{path}: content check failed: the weights, config or metadata do not match the file's "
+            "SHA-256 (the file was changed or damaged after it was written); retrain or restore the model"
+        )
+
+
+def model_record(
+    model: PosteriorModel,
+    config: TrainConfig,
+    history: list[dict[str, Any]] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The contents of a model file (also embedded in a training state).
+
+    Args:
+        model: the trained model.
+        config: its training config.
+        history: the per-epoch training log.
+        metadata: inversion metadata (plain values and tensors only; see
+            :class:`acoustic_inv.model_metadata.ModelMetadata`), stored under ``"inversion"``.
+    """
     params = tuple(
         ParamInfo(name, units, float(lo), float(hi))
         for name, units, lo, hi in zip(
             model.param_names, model.param_units, model.theta_transform.low.tolist(), model.theta_transform.high.tolist()
         )
     )
-    return {
+    record = {
         "format": FORMAT,
         "kind": "model",
         "versions": versions(),
@@ -106,6 +181,10 @@ def model_record(model: PosteriorModel, config: TrainConfig, history: list[dict[
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "history": list(history or []),
     }
+    if metadata is not None:
+        record["inversion"] = dict(metadata)
+    record["content_sha256"] = content_hash(record)
+    return record
 
 
 def _atomic_save(obj: Mapping[str, Any], path: Path) -> None:
@@ -123,10 +202,24 @@ def _atomic_save(obj: Mapping[str, Any], path: Path) -> None:
         raise
 
 
-def save_model(path: str | Path, model: PosteriorModel, config: TrainConfig, history: list[dict[str, Any]] | None = None) -> Path:
-    """Writes a model file atomically; returns its path."""
+def save_model(
+    path: str | Path,
+    model: PosteriorModel,
+    config: TrainConfig,
+    history: list[dict[str, Any]] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Writes a model file atomically (with its content hash); returns its path.
+
+    Args:
+        path: the file to write.
+        model: the trained model.
+        config: its training config.
+        history: the per-epoch training log.
+        metadata: inversion metadata stored under ``"inversion"`` (see :func:`model_record`).
+    """
     path = Path(path)
-    _atomic_save(model_record(model, config, history), path)
+    _atomic_save(model_record(model, config, history, metadata), path)
     return path
 
 
@@ -153,6 +246,8 @@ def load_checkpoint(path: str | Path, *, kind: str = "model") -> dict[str, Any]:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise DataError(f"{path}: not a readable acoustic-inv file (not a torch archive)")
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -213,15 +308,22 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Poste
 
     Returns:
         The :class:`~acoustic_inv.models.PosteriorModel`, in eval mode; its ``config`` attribute
-        holds the :class:`~acoustic_inv.train_config.TrainConfig` and ``history`` the training log.
+        holds the :class:`~acoustic_inv.train_config.TrainConfig`, ``history`` the training log and
+        ``metadata`` the inversion metadata dict (``None`` when the file has none) and
+        ``content_sha256`` the file's content hash (``None`` when it has none).
 
     Raises:
-        DataError: see :func:`load_checkpoint`.
+        DataError: see :func:`load_checkpoint`; also when the content does not match its hash
+            (checked after the config and weights, whose own errors say more).
     """
-    record = load_checkpoint(path)
+    stored = load_checkpoint(path)
+    record = stored
     if record["kind"] == "training_state":
         record = {**record, "state_dict": record.get("best_state_dict") or record["state_dict"]}
     model, config = model_from_record(record, path)
+    verify_content_hash(stored, path)
     model.config = config  # type: ignore[attr-defined]
     model.history = list(record.get("history", []))  # type: ignore[attr-defined]
+    model.metadata = record.get("inversion")  # type: ignore[attr-defined]
+    model.content_sha256 = stored.get("content_sha256")  # type: ignore[attr-defined]
     return model.to(device)

@@ -14,6 +14,7 @@ import importlib
 # Modules that register `plot` sub-commands, in --help order.
 _PLOT_MODULES: tuple[str, ...] = (
     "acoustic_inv.dataset_cli",
+    "acoustic_inv.plot_posterior_cli",
 )
 
 

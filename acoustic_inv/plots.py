@@ -142,3 +142,250 @@ def plot_dataset(data: DatasetPlotData, out: str | Path) -> Path:
         if j == 0:
             ax.legend(fontsize=6, ncol=2)
     return save_figure(fig, out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Posteriors and training
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CornerPlotData:
+    """What :func:`plot_corner` draws (computed by :func:`acoustic_inv.plot_posterior_cli.corner_plot_data`).
+
+    Attributes:
+        title: Figure title.
+        labels: Axis label per parameter (name with units), shape (d,).
+        short_names: Short parameter names for the panel titles, shape (d,).
+        units: Units per parameter, shape (d,).
+        edges: Histogram bin edges per parameter, d arrays of shape (n_bins + 1,), in its units.
+        marginal_density: Marginal densities per parameter, d arrays of shape (n_bins,), in 1/units.
+        pair_density: 2-D histograms of parameters (j, i), j > i, keyed by (j, i): shape
+            (n_bins, n_bins), rows along parameter j (the y axis), columns along i.
+        pair_levels: Density thresholds enclosing the credible masses of ``contour_masses`` for each
+            pair, keyed as ``pair_density``, increasing.
+        contour_masses: Credible masses of the contour lines (e.g. (0.9, 0.5)), matching
+            ``pair_levels`` in reverse order.
+        median: Posterior medians, shape (d,).
+        interval_low: Lower ends of the credible intervals, shape (d,).
+        interval_high: Upper ends, shape (d,).
+        level: Credible level of the intervals (e.g. 0.9).
+        truth: True values, shape (d,); NaN where unknown.
+    """
+
+    title: str
+    labels: tuple[str, ...]
+    short_names: tuple[str, ...]
+    units: tuple[str, ...]
+    edges: tuple[np.ndarray, ...]
+    marginal_density: tuple[np.ndarray, ...]
+    pair_density: dict[tuple[int, int], np.ndarray]
+    pair_levels: dict[tuple[int, int], np.ndarray]
+    contour_masses: tuple[float, ...]
+    median: np.ndarray
+    interval_low: np.ndarray
+    interval_high: np.ndarray
+    level: float
+    truth: np.ndarray
+
+
+_POSTERIOR_COLOR = "#1f5f99"
+_TRUTH_COLOR = "#d62728"
+
+
+def _tidy_ticks(ax: "plt.Axes", axis: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    locator = MaxNLocator(nbins=4, prune="both")
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(locator)
+
+
+def plot_corner(data: CornerPlotData, out: str | Path) -> Path:
+    """Corner plot: 1-D marginals on the diagonal, 2-D pair densities below it.
+
+    Each diagonal panel shows the marginal density, its credible interval shaded with dashed ends,
+    the median as a solid line and its value with the interval in the title; each pair panel shows
+    the 2-D density in shades of blue with contour lines enclosing the credible masses. True values,
+    where given, are red lines (and a red cross in the pair panels).
+    """
+    from matplotlib.patches import Patch
+
+    d = len(data.labels)
+    size = 2.3 if d > 3 else 2.8
+    fig, axes = plt.subplots(d, d, figsize=(size * d + 0.6, size * d + 0.6), squeeze=False)
+    for row in range(d):
+        for col in range(d):
+            ax = axes[row, col]
+            if col > row:
+                ax.set_visible(False)
+                continue
+            if row == col:
+                _draw_marginal(ax, data, row)
+            else:
+                _draw_pair(ax, data, row, col)
+            if row == d - 1:
+                ax.set_xlabel(_wrap_label(data.labels[col]), fontsize=9)
+                _tidy_ticks(ax, "x")
+                ax.tick_params(axis="x", labelrotation=40, labelsize=8)
+            else:
+                ax.set_xticklabels([])
+            if col == 0 and row > 0:
+                ax.set_ylabel(_wrap_label(data.labels[row]), fontsize=9)
+                _tidy_ticks(ax, "y")
+                ax.tick_params(axis="y", labelsize=8)
+            elif row != col or col != 0:
+                ax.set_yticklabels([])
+            ax.set_xlim(data.edges[col][0], data.edges[col][-1])
+            if row != col:
+                ax.set_ylim(data.edges[row][0], data.edges[row][-1])
+    handles = [
+        plt.Line2D([], [], color=_POSTERIOR_COLOR, linewidth=1.6, label="median"),
+        Patch(color=_POSTERIOR_COLOR, alpha=0.18, label=f"{data.level:.0%} credible interval"),
+        plt.Line2D([], [], color="k", linewidth=0.8,
+                   label="pairs: " + ", ".join(f"{m:.0%}" for m in data.contour_masses) + " credible regions"),
+    ]
+    if np.any(np.isfinite(data.truth)):
+        handles.append(plt.Line2D([], [], color=_TRUTH_COLOR, linewidth=1.4, label="truth"))
+    height = size * d + 0.6
+    title_lines = data.title.count("\n") + 1
+    top = 1.0 - (0.75 + 0.2 * title_lines) / height
+    fig.suptitle(data.title, fontsize=10, x=0.02, y=1.0 - 0.12 / height, ha="left", va="top")
+    fig.subplots_adjust(wspace=0.08, hspace=0.08, top=top)
+    if d > 1:  # in the empty upper-right triangle, below the title
+        fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.98, top), fontsize=9, frameon=False)
+    return save_figure(fig, out)
+
+
+def _wrap_label(label: str, width: int = 20) -> str:
+    """Puts the units of a long axis label on a second line (and writes cm^3 as cm³)."""
+    label = label.replace("^3", "³")
+    if len(label) > width and " (" in label:
+        head, _, units = label.rpartition(" (")
+        return f"{head}\n({units}"
+    return label
+
+
+def _draw_marginal(ax: "plt.Axes", data: CornerPlotData, i: int) -> None:
+    edges, density = data.edges[i], data.marginal_density[i]
+    ax.stairs(density, edges, fill=True, color=_POSTERIOR_COLOR, alpha=0.25, linewidth=0)
+    ax.stairs(density, edges, color=_POSTERIOR_COLOR, linewidth=1.1)
+    low, high = data.interval_low[i], data.interval_high[i]
+    ax.axvspan(low, high, color=_POSTERIOR_COLOR, alpha=0.10, linewidth=0)
+    for bound in (low, high):
+        ax.axvline(bound, color=_POSTERIOR_COLOR, linestyle="--", linewidth=0.9)
+    ax.axvline(data.median[i], color=_POSTERIOR_COLOR, linewidth=1.6)
+    if np.isfinite(data.truth[i]):
+        ax.axvline(data.truth[i], color=_TRUTH_COLOR, linewidth=1.4)
+    ax.set_ylim(0, 1.08 * float(np.max(density)) if np.max(density) > 0 else 1.0)
+    ax.set_yticks([])
+    med = data.median[i]
+    ax.set_title(f"{data.short_names[i]}\n{_sig(med)}$^{{+{_sig(high - med)}}}_{{-{_sig(med - low)}}}$",
+                 fontsize=8.5)
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+
+
+def _draw_pair(ax: "plt.Axes", data: CornerPlotData, j: int, i: int) -> None:
+    density = data.pair_density[(j, i)]
+    xe, ye = data.edges[i], data.edges[j]
+    shown = np.ma.masked_less_equal(density, 0.0)
+    ax.pcolormesh(xe, ye, shown, cmap="Blues", shading="flat", rasterized=True,
+                  vmin=0.0, vmax=float(density.max()) if density.max() > 0 else 1.0)
+    levels = np.unique(data.pair_levels[(j, i)])
+    if levels.size and density.max() > levels.min() > 0:
+        xc, yc = 0.5 * (xe[:-1] + xe[1:]), 0.5 * (ye[:-1] + ye[1:])
+        ax.contour(xc, yc, density, levels=levels, colors="k", linewidths=0.8,
+                   linestyles=["-"] * len(levels))
+    ti, tj = data.truth[i], data.truth[j]
+    if np.isfinite(ti):
+        ax.axvline(ti, color=_TRUTH_COLOR, linewidth=1.0, alpha=0.8)
+    if np.isfinite(tj):
+        ax.axhline(tj, color=_TRUTH_COLOR, linewidth=1.0, alpha=0.8)
+    if np.isfinite(ti) and np.isfinite(tj):
+        ax.plot([ti], [tj], marker="x", color=_TRUTH_COLOR, markersize=7, markeredgewidth=1.6)
+
+
+def _sig(value: float) -> str:
+    """A number with about 3 significant digits, compact."""
+    value = float(value)
+    if value == 0 or not np.isfinite(value):
+        return f"{value:g}"
+    digits = max(0, 2 - int(math.floor(math.log10(abs(value)))))
+    return f"{value:.{digits}f}" if digits < 6 else f"{value:.2e}"
+
+
+@dataclass(frozen=True)
+class TrainingPlotData:
+    """What :func:`plot_training` draws (computed by :func:`acoustic_inv.plot_posterior_cli.training_plot_data`).
+
+    Attributes:
+        title: Figure title.
+        epochs: Epoch numbers (1-based), shape (E,).
+        train: Mean training value of each loss term per epoch, name -> shape (E,).
+        val: Mean validation value of each loss term per epoch, name -> shape (E,).
+        val_score: Validation score (early-stopping criterion) per epoch, shape (E,); NaN where none.
+        lr: Learning rate per epoch, shape (E,).
+        best_epoch: Epoch whose weights were kept (0: unknown).
+    """
+
+    title: str
+    epochs: np.ndarray
+    train: dict[str, np.ndarray]
+    val: dict[str, np.ndarray]
+    val_score: np.ndarray
+    lr: np.ndarray
+    best_epoch: int
+
+
+def plot_training(data: TrainingPlotData, out: str | Path) -> Path:
+    """Training curves: one panel per loss term (training solid, validation dashed), the validation
+    score when it is not just the one term, and the learning rate; the kept epoch is marked."""
+    terms = sorted(set(data.train) | set(data.val))
+    show_score = bool(np.any(np.isfinite(data.val_score))) and len(terms) != 1
+    n_panels = len(terms) + (1 if show_score else 0) + 1
+    ncols = min(n_panels, 3)
+    nrows = math.ceil(n_panels / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.2 * nrows), squeeze=False,
+                             layout="constrained")
+    flat = list(axes.ravel())
+    for ax in flat[n_panels:]:
+        ax.set_visible(False)
+    panels = flat[:n_panels]
+
+    def mark_best(ax: "plt.Axes") -> None:
+        if data.best_epoch > 0:
+            ax.axvline(data.best_epoch, color="0.4", linestyle=":", linewidth=1.0)
+
+    for ax, term in zip(panels, terms):
+        if term in data.train:
+            ax.plot(data.epochs, data.train[term], color="tab:blue", linewidth=1.5, label="training")
+        if term in data.val:
+            ax.plot(data.epochs, data.val[term], color="tab:orange", linewidth=1.5, linestyle="--",
+                    label="validation")
+        mark_best(ax)
+        ax.set_title(f"loss term {term}", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("mean loss per sample")
+        ax.grid(alpha=0.3)
+    if show_score:
+        ax = panels[len(terms)]
+        ax.plot(data.epochs, data.val_score, color="tab:green", linewidth=1.5)
+        mark_best(ax)
+        ax.set_title("validation score (weighted losses)", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    ax = panels[-1]
+    ax.plot(data.epochs, data.lr, color="0.3", linewidth=1.5)
+    if np.all(data.lr > 0):
+        ax.set_yscale("log")
+    mark_best(ax)
+    ax.set_title("learning rate", fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3, which="both")
+    handles, labels = panels[0].get_legend_handles_labels()
+    if data.best_epoch > 0:
+        handles.append(plt.Line2D([], [], color="0.4", linestyle=":", linewidth=1.0))
+        labels.append(f"kept epoch ({data.best_epoch})")
+    panels[0].legend(handles, labels, fontsize=8)
+    fig.suptitle(data.title, fontsize=11)
+    return save_figure(fig, out)

@@ -7,6 +7,11 @@ fields take their defaults, unknown ones are errors. After every epoch the train
 to ``<out>.resume``; running the same command again continues from there (optimizer, schedule and
 random state included). ``--restart`` ignores it and starts afresh. The model file ``out`` (best
 validation weights, fitted transforms, config and versions) is written when training ends.
+
+When the dataset directory was made by ``acoustic-inv simulate`` (it holds ``scenario.toml``), the
+model file also gets the inversion metadata that ``acoustic-inv invert`` needs: the scenario, the
+tones and receivers, the training SNR range and the typicality of the training features (see
+``acoustic_inv.model_metadata``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from pathlib import Path
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from acoustic_inv.checkpoint import save_model
+    from acoustic_inv.model_metadata import metadata_for_dataset
     from acoustic_inv.sources import ChunkedSource
     from acoustic_inv.train_config import load_train_config
     from acoustic_inv.training import fit, resume_path
@@ -30,6 +37,13 @@ def run(args: argparse.Namespace) -> int:
     if state.exists() and not args.restart:
         print(f"train: continuing from {state}")
     result = fit(source, config, out=args.out, resume=not args.restart, progress=not args.quiet)
+    metadata = metadata_for_dataset(args.data, source, val_fraction=config.val_fraction, seed=config.seed,
+                                    param_names=result.model.param_names, param_units=result.model.param_units)
+    if metadata is not None:
+        save_model(args.out, result.model, result.config, result.history, metadata=metadata.to_record())
+    else:
+        print(f"train: note: {args.data} has no scenario.toml (not made by `acoustic-inv simulate`), so the "
+              "model carries no inversion metadata and `acoustic-inv invert` will refuse it")
     best = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
     score = "n/a" if best is None or best["val_score"] is None else f"{best['val_score']:.5g}"
     how = "stopped early" if result.stopped_early else "finished"
