@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "acoustic_inv.dataset_cli",
     "acoustic_inv.train_cli",
     "acoustic_inv.invert_cli",
+    "acoustic_inv.evaluate_cli",
     "acoustic_inv.plot_cli",
 )
 

@@ -10,6 +10,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -17,6 +18,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+
+if TYPE_CHECKING:
+    from acoustic_inv.evaluate import Evaluation
 
 
 def save_figure(fig: "plt.Figure", out: str | Path, dpi: int = 150) -> Path:
@@ -388,4 +392,50 @@ def plot_training(data: TrainingPlotData, out: str | Path) -> Path:
         labels.append(f"kept epoch ({data.best_epoch})")
     panels[0].legend(handles, labels, fontsize=8)
     fig.suptitle(data.title, fontsize=11)
+    return save_figure(fig, out)
+
+
+def plot_calibration(evaluation: "Evaluation", out: str | Path) -> Path:
+    """Calibration of an amortized posterior: per-parameter expected coverage, TARP, SBC ranks.
+
+    Args:
+        evaluation: An :class:`acoustic_inv.evaluate.Evaluation` (everything already computed).
+        out: Output image path.
+    """
+    d = len(evaluation.param_names)
+    fig, axes = plt.subplots(2, max(d, 2), figsize=(3.0 * max(d, 2), 6.0), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+    for j, name in enumerate(evaluation.param_names):
+        ax.plot(evaluation.levels, evaluation.coverage[:, j], marker=".", label=_short(name))
+    ax.set_xlabel("credible level")
+    ax.set_ylabel("empirical coverage")
+    ax.set_title("expected coverage (central intervals)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    ax = axes[0, 1]
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+    ax.plot(evaluation.tarp_alpha, evaluation.tarp_ecp, color="C3")
+    ax.set_xlabel("credibility level")
+    ax.set_ylabel("expected coverage")
+    ax.set_title(f"TARP (ATC {evaluation.tarp_atc:+.3f})", fontsize=9)
+    for k in range(2, axes.shape[1]):
+        axes[0, k].axis("off")
+    n_bins = 20
+    for j, name in enumerate(evaluation.param_names):
+        ax = axes[1, j]
+        ranks = evaluation.sbc_ranks[:, j]
+        ax.hist(ranks, bins=n_bins, range=(0, evaluation.n_draws + 1), color="C0", alpha=0.8)
+        expected = evaluation.n_obs / n_bins
+        band = 2.0 * np.sqrt(expected * (1 - 1 / n_bins))
+        ax.axhspan(expected - band, expected + band, color="0.85", zorder=0)
+        ax.axhline(expected, color="0.4", lw=1)
+        unit = evaluation.param_units[j]
+        ax.set_title(f"{_short(name)} ({unit})\nSBC p = {evaluation.sbc_p_value[j]:.3f}", fontsize=8)
+        ax.set_xlabel("rank of truth")
+        ax.set_yticks([])
+    for k in range(d, axes.shape[1]):
+        axes[1, k].axis("off")
+    fig.suptitle(f"calibration on {evaluation.n_obs} held-out simulations ({evaluation.n_draws} draws each)",
+                 fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, out)

@@ -46,3 +46,38 @@ def test_shapes_are_checked():
     samples, theta = conjugate_case(n_obs=10, n_draws=20)
     with pytest.raises(ValueError, match="do not match"):
         evaluate_samples(samples, theta[:5], ["a", "b"], ["m", "m"])
+
+
+def test_evaluate_command_writes_json_and_plot(tmp_path_factory, capsys):
+    import posterior_fixtures
+
+    from acoustic_inv.cli import main
+
+    tiny = posterior_fixtures.tiny_model(tmp_path_factory)
+    out = tmp_path_factory.mktemp("evaluation")
+    code = main(["evaluate", "--model", str(tiny.model), "--data", str(tiny.dataset), "--n-obs", "150",
+                 "--draws", "200", "--out", str(out)])
+    assert code == 0
+    doc = json.loads((out / "evaluation.json").read_text())
+    assert doc["n_obs"] == 150 and doc["n_draws"] == 200
+    assert set(doc["parameters"]) == {"source_range_m", "water_depth_m"}
+    for entry in doc["parameters"].values():
+        assert 0.0 <= entry["calibration_error"] <= 1.0 and entry["rmse"] > 0
+    assert (out / "calibration.png").stat().st_size > 10_000
+    assert "cal. error" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_a_dataset_of_another_model(tmp_path_factory):
+    import posterior_fixtures
+
+    from acoustic_inv.cli import main
+    from acoustic_inv.datasets import generate
+    from fake_engine import fake_pressure
+    import scenario_texts
+
+    tiny = posterior_fixtures.tiny_model(tmp_path_factory)
+    other = tmp_path_factory.mktemp("other")
+    scenario = scenario_texts.write(other)
+    generate(scenario, other / "data", 8, seed=0, progress=False, runner=fake_pressure)
+    code = main(["evaluate", "--model", str(tiny.model), "--data", str(other / "data"), "--out", str(other)])
+    assert code == 2
