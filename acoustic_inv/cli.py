@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "acoustic_inv.train_cli",
     "acoustic_inv.invert_cli",
     "acoustic_inv.evaluate_cli",
+    "acoustic_inv.demo_cli",
     "acoustic_inv.plot_cli",
 )
 
