@@ -135,12 +135,19 @@ class ChunkedSource(DataSource):
     Args:
         path: the dataset directory.
         buffer_chunks: chunks loaded (and shuffled together) at a time (>= 1).
+        allow_incomplete: train on the chunks finished so far of a dataset still being generated
+            (the chunk list is fixed when the source is made).
+        renoise: noise augmentation: each training epoch, draw a fresh SNR from the scenario's noise
+            model and a fresh noise realization for every sample, and recompute its features from the
+            stored noise-free pressure (the validation rows keep their stored features). A network
+            then never sees the same noisy observation twice, which curbs overfitting a modest dataset.
 
     Raises:
         DataError: when ``meta.json`` or the chunks are missing or do not match.
     """
 
-    def __init__(self, path: str | Path, buffer_chunks: int = 4) -> None:
+    def __init__(self, path: str | Path, buffer_chunks: int = 4, allow_incomplete: bool = False,
+                 renoise: bool = False) -> None:
         if buffer_chunks < 1:
             raise ValueError(f"buffer_chunks must be >= 1, got {buffer_chunks}")
         self.path = Path(path)
@@ -165,17 +172,41 @@ class ChunkedSource(DataSource):
             ) from None
         if not self.params or self.n_features < 1:
             raise DataError(f"{meta_path}: needs at least one parameter and n_features >= 1")
-        if meta.get("status", "complete") != "complete":
+        if meta.get("status", "complete") != "complete" and not allow_incomplete:
             raise DataError(
                 f"{meta_path}: status is {meta['status']!r}: the dataset is still being generated; "
-                "finish it (run the same simulate command again) before training"
+                "finish it (run the same simulate command again) before training, or train on the chunks "
+                "finished so far with --allow-incomplete"
             )
         self.chunk_paths = sorted((self.path / "chunks").glob("chunk-" + "[0-9]" * 6 + ".nc"))
         if not self.chunk_paths:
             raise DataError(f"{self.path / 'chunks'}: no chunk-NNNNNN.nc files")
+        # Samples that share an environment draw stay on one side of the validation split.
+        self.group_size = max(1, int(meta.get("environment_reuse", 1)))
+        self._noise = None
+        if renoise:
+            from acoustic_inv.datasets import dataset_scenario
+            from acoustic_inv.observation import ObservationModel
 
-    def read_chunk(self, index: int) -> Block:
+            scenario = dataset_scenario(self.path)
+            if scenario.noise.snr_db is None:
+                raise DataError(f"{self.path}: renoise needs a scenario with a noise model; it has none")
+            self._noise = (ObservationModel.from_scenario(scenario), scenario.noise.snr_db)
+
+    def read_chunk(self, index: int, noise_rng: np.random.Generator | None = None) -> Block:
         """Loads chunk ``index``: ``(theta (k, d) float64, x (k, m) float32)``.
+
+        With ``noise_rng`` (noise augmentation), the features are recomputed from the stored
+        noise-free pressure with a fresh SNR and noise drawn from it.
+
+        Raises:
+            DataError: naming the file when it cannot be read or does not match ``meta.json``.
+        """
+        theta, x, _ = self._read_chunk(index, noise_rng)
+        return theta, x
+
+    def _read_chunk(self, index: int, noise_rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Chunk ``index`` as (theta, x, sample indices or None).
 
         Raises:
             DataError: naming the file when it cannot be read or does not match ``meta.json``.
@@ -194,6 +225,10 @@ class ChunkedSource(DataSource):
                 names = [str(n) for n in theta_da["param"].values] if "param" in theta_da.coords else None
                 theta = np.asarray(theta_da.values, dtype=np.float64)
                 x = np.asarray(x_da.values, dtype=np.float32)
+                samples = np.asarray(ds["sample"].values, dtype=np.int64) if "sample" in ds.coords else None
+                if noise_rng is not None and self._noise is not None:
+                    pressure = np.asarray(ds["pressure_real"].values) + 1j * np.asarray(ds["pressure_imag"].values)
+                    x = self._renoised(pressure, noise_rng)
         except DataError:
             raise
         except KeyError as error:
@@ -208,7 +243,24 @@ class ChunkedSource(DataSource):
                 f"{path}: theta has {theta.shape[1]} params and x {x.shape[1]} features; meta.json says "
                 f"{len(expected)} and {self.n_features}"
             )
-        return theta, x
+        return theta, x, samples
+
+    def _renoised(self, pressure: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from acoustic_inv.observation import add_noise
+
+        observation, snr = self._noise
+        snr_db = np.asarray(snr.ppf(rng.random(len(pressure))), dtype=float)
+        return observation.features_from_pressure(add_noise(pressure, snr_db, rng)).astype(np.float32)
+
+    def _val_rows(self, index: int, samples: np.ndarray | None, n: int, val_fraction: float,
+                  seed: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, 0, int(index)])
+        if self.group_size == 1 or samples is None or len(samples) != n:
+            return _val_mask(n, val_fraction, rng)
+        groups = samples // self.group_size
+        unique = np.unique(groups)
+        chosen = unique[rng.random(len(unique)) < val_fraction]
+        return np.isin(groups, chosen)
 
     def blocks(self, split: str, *, val_fraction: float, seed: int, epoch: int | None = None) -> Iterator[Block]:
         _check_split(split, val_fraction)
@@ -218,8 +270,11 @@ class ChunkedSource(DataSource):
         for start in range(0, len(order), self.buffer_chunks):
             thetas, xs = [], []
             for index in order[start : start + self.buffer_chunks]:
-                theta, x = self.read_chunk(int(index))
-                mask = _val_mask(len(theta), val_fraction, np.random.default_rng([seed, 0, int(index)]))
+                noise_rng = None
+                if self._noise is not None and split == "train" and epoch is not None:
+                    noise_rng = np.random.default_rng([seed, 3, epoch, int(index)])
+                theta, x, samples = self._read_chunk(int(index), noise_rng)
+                mask = self._val_rows(int(index), samples, len(theta), val_fraction, seed)
                 keep = mask if split == "val" else ~mask
                 thetas.append(theta[keep])
                 xs.append(x[keep])

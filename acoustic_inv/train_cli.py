@@ -32,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_train_config(args.config)
     if args.device is not None:
         config = replace(config, device=args.device)
-    source = ChunkedSource(args.data, buffer_chunks=config.shuffle_buffer_chunks)
+    source = ChunkedSource(args.data, buffer_chunks=config.shuffle_buffer_chunks,
+                           allow_incomplete=args.allow_incomplete, renoise=config.renoise)
+    if args.allow_incomplete:
+        print(f"train: using the {len(source.chunk_paths)} chunks of {args.data} finished so far")
     state = resume_path(args.out)
     if state.exists() and not args.restart:
         print(f"train: continuing from {state}")
@@ -65,4 +68,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override the config's device")
     parser.add_argument("--restart", action="store_true", help="ignore <out>.resume and train from scratch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="train on the chunks finished so far of a dataset still being generated")
     parser.set_defaults(func=run)

@@ -80,6 +80,8 @@ class TrainConfig:
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda if available).
         val_fraction: fraction of the pairs held out for validation, in (0, 1).
         shuffle_buffer_chunks: for chunked datasets, chunks shuffled together.
+        renoise: for chunked datasets, noise augmentation: fresh SNR and noise each epoch from the
+            scenario's noise model, features recomputed from the stored noise-free pressure.
     """
 
     architecture: str = "cinn"
@@ -110,6 +112,7 @@ class TrainConfig:
     device: str = "cpu"
     val_fraction: float = 0.1
     shuffle_buffer_chunks: int = 4
+    renoise: bool = False
 
     def __post_init__(self) -> None:
         def fail(name: str, expected: str) -> None:
@@ -142,6 +145,8 @@ class TrainConfig:
             check_int("latent_dim", 1)
         if not isinstance(self.actnorm, bool):
             fail("actnorm", "true or false")
+        if not isinstance(self.renoise, bool):
+            fail("renoise", "true or false")
         check_float("clamp", 0.0, strict=True)
         check_float("noise_std", 0.0)
         check_float("pad_std", 0.0, strict=True)

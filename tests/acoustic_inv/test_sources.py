@@ -119,3 +119,58 @@ def test_chunked_errors_name_the_file(tmp_path: Path) -> None:
     (empty / "meta.json").write_text(json.dumps({"params": PARAMS, "n_features": 3}))
     with pytest.raises(DataError, match="no chunk"):
         ChunkedSource(empty)
+
+
+def _generated(tmp_path: Path, reuse: int = 1, n: int = 40):
+    import scenario_texts
+    from fake_engine import fake_pressure
+
+    from acoustic_inv.datasets import generate
+    from acoustic_inv.scenario import scenario_from_text
+
+    text = scenario_texts.PEKERIS.replace("chunk_size = 4", f"chunk_size = {4 * reuse}\nenvironment_reuse = {reuse}")
+    scenario = scenario_from_text(text)
+    assert scenario.simulation.environment_reuse == reuse
+    path = scenario_texts.write(tmp_path, text)
+    generate(path, tmp_path / "data", n, seed=0, progress=False, runner=fake_pressure)
+    return tmp_path / "data"
+
+
+def test_renoise_draws_fresh_noise_each_epoch_and_keeps_validation_fixed(tmp_path: Path) -> None:
+    from acoustic_inv.sources import ChunkedSource
+
+    data = _generated(tmp_path)
+    plain = ChunkedSource(data)
+    noisy = ChunkedSource(data, renoise=True)
+
+    def rows(source, split, epoch):
+        blocks = list(source.blocks(split, val_fraction=0.25, seed=0, epoch=epoch))
+        theta = np.concatenate([b[0] for b in blocks])
+        x = np.concatenate([b[1] for b in blocks])
+        order = np.lexsort(theta.T)
+        return theta[order], x[order]
+
+    t0, x0 = rows(plain, "train", 0)
+    t1, x1 = rows(noisy, "train", 0)
+    t2, x2 = rows(noisy, "train", 1)
+    np.testing.assert_array_equal(t0, t1)           # same samples, same parameters
+    assert not np.allclose(x0, x1) and not np.allclose(x1, x2)  # new noise each epoch
+    np.testing.assert_array_equal(rows(noisy, "train", 1)[1], x2)  # reproducible for a seed and epoch
+    # Unit-pressure features: each tone's vector keeps unit norm whatever the noise.
+    per_tone = x1.reshape(len(x1), 2, -1)
+    assert np.allclose(np.sum(per_tone**2, axis=-1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(rows(noisy, "val", None)[1], rows(plain, "val", None)[1])
+
+
+def test_validation_keeps_environment_groups_together(tmp_path: Path) -> None:
+
+    from acoustic_inv.sources import ChunkedSource
+
+    data = _generated(tmp_path, reuse=4, n=80)
+    source = ChunkedSource(data)
+    envs = {}
+    for split in ("train", "val"):
+        theta = np.concatenate([b[0] for b in source.blocks(split, val_fraction=0.3, seed=0)])
+        envs[split] = {tuple(np.round(t[1:], 9)) for t in theta}  # water depth, bottom speed
+    assert envs["val"] and envs["train"]
+    assert not envs["val"] & envs["train"]
