@@ -17,10 +17,13 @@ test-fast: setup
 
 demo: setup
 	$(PY) -m acoustic_inv.cli doctor
-	$(PY) -m acoustic_inv.cli field swellex96 --engine kraken --freq 148 --out demo-out/tl_swellex96.png
+	$(PY) -m acoustic_inv.cli field swellex96 --engine kraken --freq 148 --source-depth 54 --out demo-out/tl_swellex96.png
+	$(PY) -m acoustic_inv.cli demo --out demo-out
 
 bench: setup
 	$(PY) benchmarks/propagation.py
+	$(PY) benchmarks/simulate.py
+	$(PY) benchmarks/invert.py
 
 clean:
 	rm -rf .venv demo-out .pytest_cache

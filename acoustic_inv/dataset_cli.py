@@ -2,9 +2,9 @@
 
 Examples::
 
-    acoustic-inv dataset info data/vina-gi
-    acoustic-inv dataset split data/vina-gi --fractions 0.8 0.1 0.1      # -> data/vina-gi-{train,val,test}
-    acoustic-inv plot dataset data/vina-gi --out figures/vina-gi.png
+    acoustic-inv dataset info datasets/vina-gi
+    acoustic-inv dataset split datasets/vina-gi --fractions 0.8 0.1 0.1      # -> datasets/vina-gi-{train,val,test}
+    acoustic-inv plot dataset datasets/vina-gi --out figures/vina-gi.png
 """
 
 from __future__ import annotations

@@ -518,8 +518,8 @@ class Posterior:
             if not Path(path).is_file():
                 raise DataError(
                     f"{path}: the default SWellEx-96 model is not installed. Train it: `acoustic-inv simulate "
-                    "--scenario swellex96 -n 20000 --out data/swellex96 --workers 2`, then `acoustic-inv train "
-                    f"--data data/swellex96 --config TRAIN.toml --out {path}`; or pass --model MODEL.pt")
+                    "--scenario swellex96 -n 20000 --out datasets/swellex96 --workers 2 --seed 0`, then `acoustic-inv train "
+                    f"--data datasets/swellex96 --config data/models/swellex96-train.toml --out {path}`; or pass --model MODEL.pt")
         from acoustic_inv.checkpoint import load_model
 
         model = load_model(path, device=device)

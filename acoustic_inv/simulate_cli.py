@@ -2,7 +2,7 @@
 
 Example::
 
-    acoustic-inv simulate --scenario vina-gi -n 100000 --out data/vina-gi --workers 2 --seed 0
+    acoustic-inv simulate --scenario vina-gi -n 100000 --out datasets/vina-gi --workers 2 --seed 0
 
 Killed at any moment, the same command continues where it stopped; a finished dataset is never
 overwritten without ``--force``.
