@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from acoustic_inv.cli import positive_int, seed
+
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
@@ -68,6 +70,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--snr", type=float, default=20.0, help="SNR per tone and snapshot, dB (default 20)")
     parser.add_argument("--duration", type=float, default=60.0, help="recording length, s (default 60)")
     parser.add_argument("--sample-rate", type=float, default=1500.0, help="sampling rate, Hz (default 1500)")
-    parser.add_argument("--samples", type=int, default=10_000, help="posterior draws (default 10000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the noise, phases and draws (default 0)")
+    parser.add_argument("--samples", type=positive_int, default=10_000, help="posterior draws (default 10000)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the noise, phases and draws (default 0)")
     parser.set_defaults(func=run)

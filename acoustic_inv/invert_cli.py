@@ -23,33 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"{value} is not a seed in [0, 2^63)")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+from acoustic_inv.cli import number, positive_int, seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,23 +34,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("recording", metavar="RECORDING", help="recording file (.wav with .json sidecar, .nc, .sio)")
     parser.add_argument("--model", "-m", default=None, metavar="MODEL",
                         help="model file from `acoustic-inv train` (default: data/models/swellex96.pt)")
-    parser.add_argument("--start", type=_number, default=None, metavar="S",
+    parser.add_argument("--start", type=number, default=None, metavar="S",
                         help="start of the window, s from the start of the file (default: the start)")
-    parser.add_argument("--duration", type=_number, default=None, metavar="D",
+    parser.add_argument("--duration", type=number, default=None, metavar="D",
                         help="length of the window, s (default: to the end)")
-    parser.add_argument("--samples", "-n", type=_positive_int, default=10_000, metavar="N",
+    parser.add_argument("--samples", "-n", type=positive_int, default=10_000, metavar="N",
                         help="posterior draws (default 10000)")
     parser.add_argument("--out", "-o", type=Path, default=Path("post.nc"), metavar="FILE.nc",
                         help="netCDF file to write (default post.nc); the JSON summary goes beside it (.json)")
-    parser.add_argument("--seed", type=_seed, default=None,
+    parser.add_argument("--seed", type=seed, default=None,
                         help="seed of the draws (default: random, recorded in the outputs)")
-    parser.add_argument("--check", type=_positive_int, default=None, metavar="K",
+    parser.add_argument("--check", type=positive_int, default=None, metavar="K",
                         help="re-simulate K posterior draws and report the Bartlett power per tone")
-    parser.add_argument("--snapshot", type=_number, default=None, metavar="SECONDS",
+    parser.add_argument("--snapshot", type=number, default=None, metavar="SECONDS",
                         help="snapshot (FFT) length of the tonal extraction, s (default 4)")
-    parser.add_argument("--sample-rate", type=_number, default=None, metavar="HZ",
+    parser.add_argument("--sample-rate", type=number, default=None, metavar="HZ",
                         help="sampling rate, when the file and its sidecar lack it (SIO)")
-    parser.add_argument("--threads", type=_positive_int, default=1, metavar="T",
+    parser.add_argument("--threads", type=positive_int, default=1, metavar="T",
                         help="torch threads for the draws (default 1: 10,000 draws take a fraction of a second on "
                              "one core, and more threads slow down on a busy machine)")
     parser.add_argument("--channel-order", choices=("shallow_to_deep", "deep_to_shallow"), default=None,

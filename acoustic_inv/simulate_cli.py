@@ -14,26 +14,7 @@ import argparse
 import sys
 
 from acoustic_inv.errors import ConfigError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
+from acoustic_inv.cli import positive_int, seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,13 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "scenario.toml, failures.nc). Deterministic for a seed whatever --workers; resumable.")
     parser.add_argument("--scenario", "-s", required=True, metavar="S",
                         help="scenario name (in data/scenarios/) or path to a scenario TOML file")
-    parser.add_argument("-n", "--n-samples", type=_positive_int, required=True, metavar="N",
+    parser.add_argument("-n", "--n-samples", type=positive_int, required=True, metavar="N",
                         help="number of samples")
     parser.add_argument("--out", "-o", required=True, metavar="PATH", help="dataset directory")
-    parser.add_argument("--workers", "-j", type=_positive_int, default=1, metavar="K",
+    parser.add_argument("--workers", "-j", type=positive_int, default=1, metavar="K",
                         help="local worker processes (default 1: simulate in this process)")
-    parser.add_argument("--seed", type=_seed, default=0, help="dataset seed (default 0)")
-    parser.add_argument("--chunk-size", type=_positive_int, default=None, metavar="C",
+    parser.add_argument("--seed", type=seed, default=0, help="dataset seed (default 0)")
+    parser.add_argument("--chunk-size", type=positive_int, default=None, metavar="C",
                         help="samples per chunk file (default: the scenario's [simulation] chunk_size)")
     parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                         help="run on this Dask distributed scheduler instead of the local pool")
