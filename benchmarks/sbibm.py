@@ -33,6 +33,8 @@ Usage::
     python benchmarks/sbibm.py --quick                  # smoke test, well under a minute
     python benchmarks/sbibm.py                          # full run; see the timing below
     python benchmarks/sbibm.py --tasks slcp --methods npe cinn --n-obs 5
+    python benchmarks/sbibm.py --c2st fast --cinn-config benchmarks/configs/sbibm-cinn.toml \
+        --inn-config benchmarks/configs/sbibm-inn.toml   # the configs of benchmarks/losses.md
 
 Expected time of the full run (10 000 simulations, 10 000 draws, 3 tasks x 3 methods, 2 busy
 cores; epoch times measured, epoch counts estimated): training NPE about 1.5 s per epoch (sbi's
@@ -177,10 +179,8 @@ def fit_npe(task: _tasks.Task, theta: np.ndarray, x: np.ndarray, settings: Setti
 def _fit_acoustic_inv(
     architecture: str, task: _tasks.Task, theta: np.ndarray, x: np.ndarray, settings: Settings
 ) -> Fitted:
-    """acoustic-inv's INN or cINN, trained in memory with ``acoustic_inv.training.fit``."""
-    from acoustic_inv.sources import InMemorySource, ParamInfo
-    from acoustic_inv.train_config import TrainConfig, load_train_config
-    from acoustic_inv.training import fit
+    """acoustic-inv's INN or cINN: the config file of ``settings`` (or the defaults), trained."""
+    from acoustic_inv.train_config import load_train_config
 
     path = settings.config_files.get(architecture)
     if path is not None:
@@ -195,7 +195,26 @@ def _fit_acoustic_inv(
     values["seed"] = settings.seed
     if settings.quick:
         values["epochs"] = 3
-    config = TrainConfig.from_dict(values, source=path or f"{architecture} defaults")
+    return train_acoustic_inv(task, theta, x, values, source=path or f"{architecture} defaults")
+
+
+def train_acoustic_inv(
+    task: _tasks.Task, theta: np.ndarray, x: np.ndarray, values: dict[str, Any], source: str
+) -> Fitted:
+    """Trains an INN or cINN in memory with ``acoustic_inv.training.fit``.
+
+    Args:
+        task: The task (for the parameters' prior bounds).
+        theta: Training parameters, shape (n, dim_theta).
+        x: Training data, shape (n, dim_x).
+        values: :class:`~acoustic_inv.train_config.TrainConfig` fields.
+        source: What to call ``values`` in configuration errors.
+    """
+    from acoustic_inv.sources import InMemorySource, ParamInfo
+    from acoustic_inv.train_config import TrainConfig
+    from acoustic_inv.training import fit
+
+    config = TrainConfig.from_dict(values, source=source)
     if task.prior_kind == "uniform":
         params = [
             ParamInfo(f"theta_{i}", "1", low, high)
