@@ -5,7 +5,8 @@ Both are ``torch.save`` dicts of plain values and tensors, read back with
 
 - a **model file** (``kind = "model"``): the network's and transforms' ``state_dict``, the
   :class:`~acoustic_inv.train_config.TrainConfig` as a dict, the parameter names, units and bounds,
-  the feature count, the training history and the versions (torch, acoustic-inv, format); optionally
+  the feature count, the INN's number of parameter-side noise entries (``n_noise``), the training
+  history and the versions (torch, acoustic-inv, format); optionally
   the inversion metadata (``"inversion"``: the scenario, tones, receivers, SNR range and typicality
   statistics that :mod:`acoustic_inv.posterior` needs; see :mod:`acoustic_inv.model_metadata`), and a
   SHA-256 ``content_sha256`` of the weights, config, parameters, feature count and inversion
@@ -59,8 +60,12 @@ FORMAT_VERSION = 1
 KINDS = ("model", "training_state")
 
 
-def build_network(config: TrainConfig, n_params: int, n_features: int) -> INN | CINN:
-    """The untrained network that ``config`` describes, in float32 on the CPU."""
+def build_network(config: TrainConfig, n_params: int, n_features: int, n_noise: int | None = None) -> INN | CINN:
+    """The untrained network that ``config`` describes, in float32 on the CPU.
+
+    ``n_noise``: the INN's noise entries on the parameter side (``None``: the INN's default; see
+    :class:`~acoustic_inv.models.INN`); ignored for the cINN.
+    """
     common = dict(
         n_blocks=config.n_blocks,
         hidden=config.hidden_width,
@@ -72,14 +77,17 @@ def build_network(config: TrainConfig, n_params: int, n_features: int) -> INN | 
     if config.architecture == "inn":
         return INN(
             n_params, n_features, latent_dim=config.latent_dim, noise_mode=config.noise_mode,  # type: ignore[arg-type]
-            pad_std=config.pad_std, **common,
+            pad_std=config.pad_std, n_noise=n_noise, **common,
         )
     return CINN(n_params, n_features, embed_dim=config.embed_dim, **common)
 
 
-def build_posterior_model(config: TrainConfig, params: tuple[ParamInfo, ...], n_features: int) -> PosteriorModel:
-    """Network plus (unfitted) transforms for the given parameters and feature count."""
-    network = build_network(config, len(params), n_features)
+def build_posterior_model(
+    config: TrainConfig, params: tuple[ParamInfo, ...], n_features: int, n_noise: int | None = None
+) -> PosteriorModel:
+    """Network plus (unfitted) transforms for the given parameters and feature count (and, for the
+    INN, noise entries ``n_noise``; see :func:`build_network`)."""
+    network = build_network(config, len(params), n_features, n_noise)
     return PosteriorModel(
         network,
         ThetaTransform([p.low for p in params], [p.high for p in params]),
@@ -99,7 +107,7 @@ def _params_record(params: tuple[ParamInfo, ...]) -> list[dict[str, Any]]:
 
 
 # Keys of a record that its content hash covers (the history and versions are informative only).
-_HASHED_KEYS = ("config", "params", "n_features", "state_dict", "inversion")
+_HASHED_KEYS = ("config", "params", "n_features", "n_noise", "state_dict", "inversion")
 
 
 def _feed(digest: Any, value: Any) -> None:
@@ -178,6 +186,8 @@ def model_record(
         "config": config.to_dict(),
         "params": _params_record(params),
         "n_features": model.network.n_features,
+        # The INN's parameter-side split (absent in files written before it could differ from m).
+        "n_noise": model.network.n_noise if isinstance(model.network, INN) else 0,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "history": list(history or []),
     }
@@ -288,7 +298,9 @@ def model_from_record(record: Mapping[str, Any], path: str | Path = "<memory>") 
     try:
         config = TrainConfig.from_dict(record["config"], source=f"{path} (stored config)")
         params = tuple(ParamInfo(p["name"], p["units"], float(p["low"]), float(p["high"])) for p in record["params"])
-        model = build_posterior_model(config, params, int(record["n_features"]))
+        n_noise = record.get("n_noise")  # absent in files written before the INN could carry simulator noise
+        n_noise = None if n_noise is None else int(n_noise)
+        model = build_posterior_model(config, params, int(record["n_features"]), n_noise)
     except (KeyError, TypeError, ValueError) as error:
         raise DataError(f"{path}: stored config or parameters are invalid: {error}") from None
     try:

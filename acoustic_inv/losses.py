@@ -181,8 +181,10 @@ class StepContext:
         theta: standardized parameters, shape (n, d).
         x: standardized (noisy) observations, shape (n, m): ``y`` for the INN, the condition for
             the cINN.
-        noise: the unit-normal noise realization (n, m) added to ``x``, for the INN's
-            ``theta_pad`` mode; otherwise ``None``.
+        noise: for the INN's ``theta_pad`` mode, the noise realization behind ``x`` that the
+            parameter side carries, shape (n, n_noise): the standardized simulator noise of the
+            data (if any), then the unit-normal noise the trainer added to ``x`` (if any);
+            otherwise ``None``.
         no_grad: compute everything without gradients (for critic updates).
     """
 
@@ -306,7 +308,10 @@ class MaxLikelihoodZ(LossTerm):
     For the cINN this is the exact negative log-likelihood of ``theta`` given ``x`` up to a constant.
     For the INN, with ``y`` fixed by ``mse_y``, it minimizes the KL divergence between the network's
     ``[y, z]`` and ``p(y) N(z; 0, I)`` (Ardizzone et al. 2019; Kruse et al. 2021, "Benchmarking
-    invertible architectures on inverse problems").
+    invertible architectures on inverse problems"). That argument needs ``y`` to be a function of
+    the parameter side, i.e. every noise realization behind ``y`` carried there (``noise_mode =
+    "theta_pad"``); on noisy data in ``"y"`` mode ``y_pred`` can only reach the mean of ``y`` and
+    the inverse collapses (see :mod:`acoustic_inv.models`).
     """
 
     name = "ml_z"

@@ -7,11 +7,20 @@
   draws posterior samples of ``theta``. Observation noise enters in one of two ways
   (``noise_mode``):
 
-  * ``"theta_pad"`` (as in the VINA code): the parameter side carries the noise realization ``e``
-    (unit normal, one entry per feature) that the trainer added to ``x``, so the forward map can
-    reproduce the noisy ``y`` exactly;
+  * ``"theta_pad"`` (as in the VINA code): the parameter side carries the noise realization that
+    made ``y``, ``n_noise`` entries: the simulator's own random variables when the data come with
+    them (:class:`~acoustic_inv.sources.InMemorySource` ``noise=``, standardized by the trainer),
+    followed by the unit-normal noise ``e`` (one entry per feature) that the trainer adds to ``x``
+    when ``noise_std > 0``. The forward map ``[theta, noise, pad] -> y`` is then deterministic and
+    can reproduce the noisy ``y`` exactly, and the inverse draws from ``p(theta, noise | y)``, whose
+    ``theta`` marginal is the posterior. This works for any simulator, additive noise or not, as
+    long as its random variables are known for each training pair;
   * ``"y"``: the parameter side carries only ``theta`` and padding; the noise is only on the
-    observed ``y``, and the forward map can at best predict its mean.
+    observed ``y``. The forward map can then at best predict the conditional mean of ``y``, and the
+    squared-error and maximum-likelihood losses fit that deterministic map: the inverse collapses
+    onto ``theta = f^-1(y)`` and the posterior spread is lost (on sbibm's gaussian_linear, standard
+    deviations of 0.02 to 0.04 against the true 0.22). Use it only with losses that compare
+    distributions on the ``theta`` side (``fdiv_inverse``, ``mmd_theta``) or for noise-free data.
 
   Padding entries (if the sizes need them) hold small Gaussian noise of standard deviation
   ``pad_std``, so that the parameter-side distribution has a density.
@@ -50,16 +59,19 @@ NoiseMode = Literal["theta_pad", "y"]
 
 
 class INN(InvertibleBlock):
-    """Invertible network with latent padding between ``[theta, (e), pad]`` and ``[y, z]``.
+    """Invertible network with latent padding between ``[theta, (noise), pad]`` and ``[y, z]``.
 
     Sizes: ``dim = n_features + latent_dim``; the parameter side holds ``n_params`` parameters,
-    ``n_features`` noise entries if ``noise_mode == "theta_pad"``, and the rest padding.
+    ``n_noise`` noise entries (``"theta_pad"`` mode only), and the rest padding.
 
     Args:
         n_params: number of parameters d (>= 1).
         n_features: number of observation features m (>= 1).
-        latent_dim: size of ``z`` (default d). Must leave a non-negative padding size.
+        latent_dim: size of ``z``; default ``max(d, d + n_noise - m)``, the smallest size >= d
+            that holds the parameter side without padding. Must leave a non-negative padding size.
         noise_mode: ``"theta_pad"`` or ``"y"`` (see the module docstring).
+        n_noise: noise entries on the parameter side in ``"theta_pad"`` mode (>= 1; default m, the
+            trainer's additive noise alone); must be 0 or ``None`` in ``"y"`` mode.
         pad_std: standard deviation of the padding noise (> 0), standardized units.
         n_blocks: coupling blocks.
         hidden: subnetwork width.
@@ -82,20 +94,28 @@ class INN(InvertibleBlock):
         clamp: float = 2.0,
         actnorm: bool = True,
         seed: int = 0,
+        n_noise: int | None = None,
     ) -> None:
         if not isinstance(n_params, int) or n_params < 1:
             raise ValueError(f"INN: n_params must be an int >= 1, got {n_params!r}")
         if not isinstance(n_features, int) or n_features < 1:
             raise ValueError(f"INN: n_features must be an int >= 1, got {n_features!r}")
-        latent_dim = n_params if latent_dim is None else latent_dim
-        if not isinstance(latent_dim, int) or latent_dim < 1:
-            raise ValueError(f"INN: latent_dim must be an int >= 1, got {latent_dim!r}")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"INN: noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if noise_mode == "theta_pad":
+            n_noise = n_features if n_noise is None else n_noise
+            if isinstance(n_noise, bool) or not isinstance(n_noise, int) or n_noise < 1:
+                raise ValueError(f"INN: n_noise must be an int >= 1 in theta_pad mode, got {n_noise!r}")
+        elif n_noise:
+            raise ValueError(f"INN: noise_mode 'y' carries no noise on the parameter side, got n_noise={n_noise!r}")
+        else:
+            n_noise = 0
+        latent_dim = max(n_params, n_params + n_noise - n_features) if latent_dim is None else latent_dim
+        if not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ValueError(f"INN: latent_dim must be an int >= 1, got {latent_dim!r}")
         if not pad_std > 0:
             raise ValueError(f"INN: pad_std must be > 0, got {pad_std!r}")
         dim = n_features + latent_dim
-        n_noise = n_features if noise_mode == "theta_pad" else 0
         n_pad = dim - n_params - n_noise
         if n_pad < 0:
             raise ValueError(
@@ -115,7 +135,7 @@ class INN(InvertibleBlock):
     def extra_repr(self) -> str:
         return (
             f"n_params={self.n_params}, n_features={self.n_features}, latent_dim={self.latent_dim}, "
-            f"noise_mode={self.noise_mode!r}, n_pad={self.n_pad}"
+            f"noise_mode={self.noise_mode!r}, n_noise={self.n_noise}, n_pad={self.n_pad}"
         )
 
     def forward(self, u: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -129,21 +149,23 @@ class INN(InvertibleBlock):
         return self.stack.inverse(v)
 
     def pack_params(self, theta: Tensor, noise: Tensor | None = None) -> Tensor:
-        """Builds the parameter side ``[theta, e, pad]``.
+        """Builds the parameter side ``[theta, noise, pad]``.
 
         Args:
             theta: shape (n, d), standardized.
-            noise: shape (n, m), the unit-normal noise realization; required in ``"theta_pad"``
-                mode, refused otherwise.
+            noise: shape (n, n_noise), the standardized noise realization (see the module
+                docstring); required in ``"theta_pad"`` mode, refused otherwise.
 
         Returns:
             Shape (n, dim); padding drawn from N(0, pad_std^2).
         """
         parts = [theta]
         if self.noise_mode == "theta_pad":
-            if noise is None or noise.shape != (theta.shape[0], self.n_features):
+            if noise is None or noise.shape != (theta.shape[0], self.n_noise):
                 got = None if noise is None else tuple(noise.shape)
-                raise ValueError(f"INN: theta_pad mode needs noise of shape ({theta.shape[0]}, {self.n_features}), got {got}")
+                raise ValueError(
+                    f"INN: theta_pad mode needs noise of shape ({theta.shape[0]}, {self.n_noise}), got {got}"
+                )
             parts.append(noise)
         elif noise is not None:
             raise ValueError("INN: noise is only carried on the parameter side in theta_pad mode")

@@ -2,7 +2,11 @@
 
 A :class:`DataSource` describes its parameters (names, units, bounds) and feature count, and yields
 *blocks* of rows for a split (``"train"`` or ``"val"``). The trainer re-cuts blocks into batches, so
-a source never has to hold more than one block. The split is a deterministic function of
+a source never has to hold more than one block. A source may also hold, per row, the realization of
+the simulator's own random variables that produced ``x`` (``noise_dim > 0``; see
+:meth:`DataSource.blocks_with_noise`; only :class:`InMemorySource` does so far): the padded INN
+carries it on its parameter side, so that ``(theta, noise) -> x`` is a deterministic map
+(``noise_mode = "theta_pad"``). The split is a deterministic function of
 ``(seed, val_fraction)``; the shuffle of the training split is a function of ``(seed, epoch)``, so a
 resumed run sees exactly the batches an uninterrupted one would.
 
@@ -30,6 +34,7 @@ __all__ = ["ChunkedSource", "DataSource", "InMemorySource", "ParamInfo", "SPLITS
 
 SPLITS = ("train", "val")
 Block = tuple[np.ndarray, np.ndarray]
+NoisyBlock = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,24 @@ class DataSource(ABC):
     def n_params(self) -> int:
         """Number of parameters d."""
         return len(self.params)
+
+    @property
+    def noise_dim(self) -> int:
+        """Number k of simulator noise variables held per row (0: the source holds none)."""
+        return 0
+
+    def blocks_with_noise(
+        self, split: str, *, val_fraction: float, seed: int, epoch: int | None = None
+    ) -> Iterator[NoisyBlock]:
+        """As :meth:`blocks`, with each row's simulator noise realization as a third array.
+
+        Sources without one (``noise_dim == 0``) give an empty (k, 0) array.
+
+        Yields:
+            ``(theta, x, noise)``: float64 (k, d), float32 (k, m) and float64 (k, noise_dim).
+        """
+        for theta, x in self.blocks(split, val_fraction=val_fraction, seed=seed, epoch=epoch):
+            yield theta, x, np.zeros((len(theta), 0))
 
     @abstractmethod
     def blocks(self, split: str, *, val_fraction: float, seed: int, epoch: int | None = None) -> Iterator[Block]:
@@ -90,15 +113,30 @@ def _val_mask(n: int, val_fraction: float, rng: np.random.Generator) -> np.ndarr
 
 
 class InMemorySource(DataSource):
-    """Pairs held as arrays.
+    """Pairs held as arrays, optionally with the simulator noise that made each ``x``.
 
     Args:
         theta: shape (n, d), parameters in their units.
         x: shape (n, m), observation features.
         params: parameter descriptions (default: ``theta_0``... unbounded, units ``"1"``).
+        noise: shape (n, k), optional: the realization of the simulator's random variables behind
+            each row, such that ``x[i]`` is a deterministic function of ``theta[i]`` and
+            ``noise[i]`` (for ``x = theta + 0.3 eps``, ``eps``; for a random angle and radius, those
+            two, or better their normal scores, since a flow maps unbounded values more easily).
+            Any units: the trainer standardizes each column. Used by the INN's ``"theta_pad"``
+            noise mode; the cINN ignores it.
+
+    Raises:
+        DataError: for arrays of the wrong shape or (for ``noise``) non-finite values.
     """
 
-    def __init__(self, theta: np.ndarray, x: np.ndarray, params: Sequence[ParamInfo] | None = None) -> None:
+    def __init__(
+        self,
+        theta: np.ndarray,
+        x: np.ndarray,
+        params: Sequence[ParamInfo] | None = None,
+        noise: np.ndarray | None = None,
+    ) -> None:
         theta = np.asarray(theta, dtype=np.float64)
         x = np.asarray(x, dtype=np.float32)
         if theta.ndim != 2 or x.ndim != 2 or theta.shape[0] != x.shape[0]:
@@ -109,20 +147,47 @@ class InMemorySource(DataSource):
             params = [ParamInfo(f"theta_{i}", "1") for i in range(theta.shape[1])]
         if len(params) != theta.shape[1]:
             raise DataError(f"{len(params)} parameter descriptions for {theta.shape[1]} columns of theta")
+        if noise is not None:
+            noise = np.asarray(noise, dtype=np.float64)
+            if noise.ndim != 2 or noise.shape[0] != theta.shape[0] or noise.shape[1] < 1:
+                raise DataError(
+                    f"noise must be (n, k) with k >= 1 and the n = {theta.shape[0]} rows of theta, "
+                    f"got shape {noise.shape}"
+                )
+            if not np.isfinite(noise).all():
+                raise DataError("noise contains a NaN or infinite value")
         self.theta = theta
         self.x = x
+        self.noise = noise
         self.params = tuple(params)
         self.n_features = x.shape[1]
         self.description = "in-memory arrays"
 
-    def blocks(self, split: str, *, val_fraction: float, seed: int, epoch: int | None = None) -> Iterator[Block]:
+    @property
+    def noise_dim(self) -> int:
+        """Number k of simulator noise variables per row (0 when none were given)."""
+        return 0 if self.noise is None else self.noise.shape[1]
+
+    def _rows(self, split: str, val_fraction: float, seed: int, epoch: int | None) -> np.ndarray:
         _check_split(split, val_fraction)
         mask = _val_mask(len(self.theta), val_fraction, np.random.default_rng([seed, 0]))
         rows = np.flatnonzero(mask if split == "val" else ~mask)
         if epoch is not None:
             rows = np.random.default_rng([seed, 1, epoch]).permutation(rows)
+        return rows
+
+    def blocks(self, split: str, *, val_fraction: float, seed: int, epoch: int | None = None) -> Iterator[Block]:
+        rows = self._rows(split, val_fraction, seed, epoch)
         if rows.size:
             yield self.theta[rows], self.x[rows]
+
+    def blocks_with_noise(
+        self, split: str, *, val_fraction: float, seed: int, epoch: int | None = None
+    ) -> Iterator[NoisyBlock]:
+        rows = self._rows(split, val_fraction, seed, epoch)
+        if rows.size:
+            noise = self.noise[rows] if self.noise is not None else np.zeros((rows.size, 0))
+            yield self.theta[rows], self.x[rows], noise
 
 
 class ChunkedSource(DataSource):
@@ -286,33 +351,37 @@ class ChunkedSource(DataSource):
                 yield theta, x
 
 
-def rebatch(blocks: Iterator[Block], batch_size: int, *, drop_last: bool) -> Iterator[Block]:
+def rebatch(
+    blocks: Iterator[tuple[np.ndarray, ...]], batch_size: int, *, drop_last: bool
+) -> Iterator[tuple[np.ndarray, ...]]:
     """Cuts a stream of blocks into batches of ``batch_size`` rows, carrying remainders over.
 
     Args:
-        blocks: the stream.
+        blocks: the stream; each block a tuple of arrays with the same number of rows (``(theta,
+            x)`` or ``(theta, x, noise)``).
         batch_size: rows per batch (>= 1).
         drop_last: drop a final short batch, unless it would be the only batch.
 
     Yields:
-        ``(theta, x)`` batches.
+        Batches, tuples of as many arrays as the blocks.
     """
-    pending_theta: list[np.ndarray] = []
-    pending_x: list[np.ndarray] = []
+    pending_parts: list[list[np.ndarray]] = []
     pending = 0
     emitted = False
-    for theta, x in blocks:
-        pending_theta.append(theta)
-        pending_x.append(x)
-        pending += len(theta)
+    for block in blocks:
+        if not pending_parts:
+            pending_parts = [[] for _ in block]
+        for parts, array in zip(pending_parts, block):
+            parts.append(array)
+        pending += len(block[0])
         if pending < batch_size:
             continue
-        all_theta, all_x = np.concatenate(pending_theta), np.concatenate(pending_x)
+        joined = [np.concatenate(parts) for parts in pending_parts]
         n_full = (pending // batch_size) * batch_size
         for start in range(0, n_full, batch_size):
-            yield all_theta[start : start + batch_size], all_x[start : start + batch_size]
+            yield tuple(array[start : start + batch_size] for array in joined)
             emitted = True
-        pending_theta, pending_x = [all_theta[n_full:]], [all_x[n_full:]]
+        pending_parts = [[array[n_full:]] for array in joined]
         pending = pending - n_full
     if pending and (not drop_last or not emitted):
-        yield np.concatenate(pending_theta), np.concatenate(pending_x)
+        yield tuple(np.concatenate(parts) for parts in pending_parts)

@@ -52,9 +52,15 @@ class TrainConfig:
             cINN, whose ``z`` has the size of ``theta``.
         embed_dim: size of the cINN's learned embedding of ``x``.
         noise_mode: INN only: ``"theta_pad"`` (the noise realization is carried on the parameter
-            side, needs ``noise_std > 0``) or ``"y"`` (noise on the observations only).
+            side, so the forward map is deterministic: the simulator's own noise variables when
+            the data source supplies them, e.g. ``InMemorySource(theta, x, noise=eps)``, and the
+            trainer's added noise when ``noise_std > 0``; at least one of the two is needed, which
+            :func:`~acoustic_inv.training.fit` checks) or ``"y"`` (noise on the observations only;
+            the forward map can only predict the mean of ``x``, so with ``mse_y``/``ml_z`` the
+            posterior collapses on noisy data; see :mod:`acoustic_inv.models`).
         noise_std: standard deviation of the Gaussian noise added to ``x`` in each batch, in the
-            features' units (0: none; the data are used as they are).
+            features' units (0: none; the data are used as they are). It adds to any noise
+            already in the data, so set it only for noise-free simulations.
         pad_std: standard deviation of the INN's padding entries (standardized units).
         losses: ``{name: weight}``, names from :data:`acoustic_inv.losses.LOSSES`; empty means
             :data:`DEFAULT_LOSSES` for the architecture.
@@ -161,11 +167,6 @@ class TrainConfig:
         from acoustic_inv.losses import F_DIVERGENCES, LOSSES
 
         check_choice("f_divergence", tuple(sorted(F_DIVERGENCES)))
-        if self.architecture == "inn" and self.noise_mode == "theta_pad" and self.noise_std == 0:
-            raise ConfigError(
-                "TrainConfig.noise_mode = 'theta_pad' needs noise_std > 0: the parameter side carries the "
-                "noise realization that training adds to x"
-            )
         if not isinstance(self.losses, Mapping):
             fail("losses", "a table of loss name = weight")
         losses = dict(self.losses) or dict(DEFAULT_LOSSES[self.architecture])

@@ -17,8 +17,13 @@ shuffles are functions of ``(seed, epoch)``, and the RNG states are restored, so
 resumed run on the CPU gives the same weights as an uninterrupted one.
 
 Noise: when ``noise_std > 0`` each batch gets fresh Gaussian noise of that standard deviation (in
-``x``'s units) added to ``x``; in the INN's ``theta_pad`` mode the unit-normal realization is also
-fed on the parameter side.
+``x``'s units) added to ``x``. In the INN's ``theta_pad`` mode the parameter side carries every noise
+realization behind ``y``: the simulator's own noise variables when the source holds them
+(:attr:`~acoustic_inv.sources.DataSource.noise_dim` > 0, e.g. ``InMemorySource(theta, x,
+noise=eps)``), standardized with moments fitted on the training split, then the unit-normal
+realization of the added noise. With neither, ``theta_pad`` is refused; a source with simulator noise
+and an INN in ``"y"`` mode is refused too (the noise would be silently unused and the posterior
+would collapse); the cINN ignores the simulator noise.
 """
 
 from __future__ import annotations
@@ -116,6 +121,49 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def _inn_noise_size(source: DataSource, config: TrainConfig) -> int | None:
+    """Noise entries on the INN's parameter side for this source and config (``None``: no INN).
+
+    Raises:
+        ConfigError: for ``theta_pad`` with no noise to carry, or ``"y"`` with simulator noise.
+    """
+    if config.architecture != "inn":
+        return None
+    k = source.noise_dim
+    if config.noise_mode == "y":
+        if k:
+            raise ConfigError(
+                f"TrainConfig.noise_mode = 'y': {source.description} holds the simulator's noise realization "
+                f"({k} variables per row), which 'y' mode does not use (the posterior would collapse onto the "
+                "mean of x); set noise_mode = 'theta_pad' to carry it on the parameter side, or give no noise"
+            )
+        return 0
+    n_noise = k + (source.n_features if config.noise_std > 0 else 0)
+    if n_noise == 0:
+        raise ConfigError(
+            f"TrainConfig.noise_mode = 'theta_pad' needs a noise realization to carry on the parameter side: "
+            f"noise_std > 0 (noise added by the trainer to noise-free x) or a source that holds the simulator's "
+            f"noise (InMemorySource(theta, x, noise=...)); {source.description} has none and noise_std = 0"
+        )
+    return n_noise
+
+
+def _checked_noise(noise: np.ndarray, n_rows: int, source: DataSource) -> np.ndarray:
+    """The noise block as float64, checked against the source's ``noise_dim``.
+
+    Raises:
+        DataError: when a block's noise does not have shape (n_rows, noise_dim) or is not finite.
+    """
+    noise = np.asarray(noise, dtype=np.float64)
+    if noise.shape != (n_rows, source.noise_dim):
+        raise DataError(
+            f"{source.description}: a block's noise has shape {noise.shape}, expected ({n_rows}, {source.noise_dim})"
+        )
+    if not np.isfinite(noise).all():
+        raise DataError(f"{source.description}: the simulator noise contains a NaN or infinite value")
+    return noise
+
+
 class _Trainer:
     """State of one training run (internal; use :func:`fit`)."""
 
@@ -124,7 +172,12 @@ class _Trainer:
         self.config = config
         self.device = device
         torch.manual_seed(config.seed)
-        self.model = build_posterior_model(config, source.params, source.n_features)
+        n_noise = _inn_noise_size(source, config)
+        # The simulator's noise enters the network only on the INN's parameter side.
+        self.source_noise = config.architecture == "inn" and config.noise_mode == "theta_pad" and source.noise_dim > 0
+        self.noise_mean: Tensor | None = None
+        self.noise_std: Tensor | None = None
+        self.model = build_posterior_model(config, source.params, source.n_features, n_noise)
         options = LossOptions(config.f_divergence, config.critic_hidden_width, config.critic_depth)
         try:
             self.objective = Objective(config.losses, self.model.network, options)
@@ -145,17 +198,27 @@ class _Trainer:
     def fit_transforms(self) -> None:
         theta_moments = RunningMoments(self.source.n_params)
         x_moments = RunningMoments(self.source.n_features)
-        for theta, x in self.source.blocks("train", val_fraction=self.config.val_fraction, seed=self.config.seed):
+        noise_moments = RunningMoments(self.source.noise_dim)
+        for theta, x, noise in self.source.blocks_with_noise(
+            "train", val_fraction=self.config.val_fraction, seed=self.config.seed
+        ):
             try:
                 self.model.theta_transform.partial_fit(theta_moments, theta)
                 self.model.x_transform.partial_fit(x_moments, x)
             except DataError as error:
                 raise DataError(f"{self.source.description}: {error}") from None
+            if self.source_noise:
+                noise_moments.update(_checked_noise(noise, len(theta), self.source))
         try:
             self.model.theta_transform.finish_fit(theta_moments)
             self.model.x_transform.finish_fit(x_moments)
         except DataError as error:
             raise DataError(f"{self.source.description}: {error}") from None
+        if self.source_noise and noise_moments.count:
+            # A constant noise column is scaled by 1 rather than by 1/0.
+            std = np.where(noise_moments.std > 1e-12, noise_moments.std, 1.0)
+            self.noise_mean = torch.as_tensor(noise_moments.mean, dtype=torch.float64)
+            self.noise_std = torch.as_tensor(std, dtype=torch.float64)
         self.n_train = theta_moments.count
         if self.n_train < 2:
             raise DataError(f"{self.source.description}: the training split has {self.n_train} pairs; need at least 2")
@@ -186,31 +249,51 @@ class _Trainer:
             self.scheduler = None
 
     def initialize_actnorm(self) -> None:
-        for theta, x in self.batches("train", epoch=0):
-            ctx = self.context(theta, x, no_grad=True)
+        for theta, x, noise in self.batches("train", epoch=0):
+            ctx = self.context(theta, x, noise, no_grad=True)
             self.model.network.train()
             _ = ctx.forward_pass
             return
 
     # -- batches -------------------------------------------------------------------------------
 
-    def batches(self, split: str, epoch: int | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        blocks = self.source.blocks(split, val_fraction=self.config.val_fraction, seed=self.config.seed, epoch=epoch)
+    def batches(self, split: str, epoch: int | None) -> Iterator[tuple[np.ndarray, ...]]:
+        """``(theta, x, noise)`` batches; ``noise`` is (k, 0) for a source without simulator noise."""
+        if self.source_noise:
+            blocks: Iterator[tuple[np.ndarray, ...]] = self.source.blocks_with_noise(
+                split, val_fraction=self.config.val_fraction, seed=self.config.seed, epoch=epoch
+            )
+        else:
+            # Sources that hold noise the network does not use need not read it.
+            blocks = (
+                (theta, x, np.zeros((len(theta), 0)))
+                for theta, x in self.source.blocks(
+                    split, val_fraction=self.config.val_fraction, seed=self.config.seed, epoch=epoch
+                )
+            )
         return rebatch(blocks, self.config.batch_size, drop_last=split == "train")
 
-    def context(self, theta_np: np.ndarray, x_np: np.ndarray, *, no_grad: bool = False) -> StepContext:
+    def context(
+        self, theta_np: np.ndarray, x_np: np.ndarray, noise_np: np.ndarray, *, no_grad: bool = False
+    ) -> StepContext:
         network = self.model.network
         dtype = next(network.parameters()).dtype
         theta = torch.from_numpy(np.ascontiguousarray(theta_np)).to(self.device, torch.float64)
         x = torch.from_numpy(np.ascontiguousarray(x_np)).to(self.device, torch.float64)
         u, _ = self.model.theta_transform(theta)
-        noise = None
+        carried: list[Tensor] = []
+        if self.source_noise:
+            assert self.noise_mean is not None and self.noise_std is not None
+            noise = torch.from_numpy(np.ascontiguousarray(_checked_noise(noise_np, len(theta_np), self.source)))
+            carried.append((noise.to(self.device) - self.noise_mean.to(self.device)) / self.noise_std.to(self.device))
         if self.config.noise_std > 0:
-            noise = torch.randn(x.shape, dtype=torch.float64, device=self.device)
-            x = x + self.config.noise_std * noise
+            added = torch.randn(x.shape, dtype=torch.float64, device=self.device)
+            x = x + self.config.noise_std * added
+            carried.append(added)
         x_std = self.model.x_transform(x)
-        carried = noise.to(dtype) if (noise is not None and isinstance(network, INN) and network.noise_mode == "theta_pad") else None
-        return StepContext(network, u.to(dtype), x_std.to(dtype), carried, no_grad=no_grad)
+        on_params = isinstance(network, INN) and network.noise_mode == "theta_pad"
+        noise_side = torch.cat(carried, dim=1).to(dtype) if (on_params and carried) else None
+        return StepContext(network, u.to(dtype), x_std.to(dtype), noise_side, no_grad=no_grad)
 
     # -- epochs --------------------------------------------------------------------------------
 
@@ -233,11 +316,11 @@ class _Trainer:
             leave=False,
             dynamic_ncols=True,
         )
-        for theta, x in self.batches("train", epoch=self.epoch):
+        for theta, x, noise in self.batches("train", epoch=self.epoch):
             bar.update(1)
             batches += 1
             if self.critic_optimizer is not None:
-                critic_ctx = self.context(theta, x, no_grad=True)
+                critic_ctx = self.context(theta, x, noise, no_grad=True)
                 for _ in range(config.critic_steps):
                     self.critic_optimizer.zero_grad(set_to_none=True)
                     critic_loss = self.objective.critic_loss(critic_ctx)
@@ -245,7 +328,7 @@ class _Trainer:
                         critic_loss.backward()
                         self._clip(critic_params)
                         self.critic_optimizer.step()
-            ctx = self.context(theta, x)
+            ctx = self.context(theta, x, noise)
             loss, values = self.objective.generator_loss(ctx)
             if not torch.isfinite(loss):
                 skipped += 1
@@ -277,8 +360,8 @@ class _Trainer:
         # The same noise and latent draws every epoch, without disturbing the training RNG.
         with torch.random.fork_rng(devices=_rng_devices(self.device)):
             torch.manual_seed(self.config.seed + 1)
-            for theta, x in self.batches("val", epoch=None):
-                _, values = self.objective.generator_loss(self.context(theta, x))
+            for theta, x, noise in self.batches("val", epoch=None):
+                _, values = self.objective.generator_loss(self.context(theta, x, noise))
                 n = len(theta)
                 count += n
                 for name, value in values.items():
@@ -304,6 +387,8 @@ class _Trainer:
                 "best_state_dict": self.best_state,
                 "finished": self.finished,
                 "stopped_early": self.stopped_early,
+                "noise_mean": self.noise_mean,
+                "noise_std": self.noise_std,
             }
         )
         return record
@@ -334,6 +419,9 @@ class _Trainer:
             self.best_state = record["best_state_dict"]
             self.history = list(record["history"])
             self.stopped_early = bool(record["stopped_early"])
+            self.noise_mean, self.noise_std = record.get("noise_mean"), record.get("noise_std")
+            if self.source_noise and (self.noise_mean is None or self.noise_std is None):
+                raise ValueError("it has no standardization of the simulator noise")
             self.finished = bool(record["finished"]) and not (
                 self.epoch < self.config.epochs and not self.stopped_early
             )
@@ -388,6 +476,13 @@ def fit(
                 "pass --restart) or use the original config"
             )
         stored_params = [p["name"] for p in record["params"]]
+        network_noise = trainer.model.network.n_noise if isinstance(trainer.model.network, INN) else 0
+        stored_noise = record.get("n_noise", network_noise)  # absent in states written before it was kept
+        if stored_noise != network_noise:
+            raise DataError(
+                f"{state_path}: was made for {stored_noise} noise entries on the INN's parameter side, but "
+                f"{source.description} with this config gives {network_noise}"
+            )
         if stored_params != [p.name for p in source.params] or record["n_features"] != source.n_features:
             raise DataError(
                 f"{state_path}: was made for parameters {stored_params} and {record['n_features']} features, "

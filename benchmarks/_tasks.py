@@ -45,14 +45,19 @@ class Task:
         prior_high: Upper bounds of a uniform prior, shape (dim_theta,).
         prior_loc: Mean of a Gaussian prior, shape (dim_theta,).
         prior_var: Variance of a Gaussian prior, shape (dim_theta,).
-        simulator: ``simulator(theta, rng)`` with theta (n, dim_theta) returns x (n, dim_x).
+        simulator: ``simulator(theta, rng)`` with theta (n, dim_theta) returns ``(x, noise)``: x
+            (n, dim_x) and the realization of the simulator's random variables, noise (n,
+            noise_dim), as standard normals, such that x is a deterministic function of theta
+            and noise (what the padded INN carries on its parameter side).
+        noise_dim: Number of random variables per simulation.
     """
 
     name: str
     dim_theta: int
     dim_x: int
     prior_kind: Literal["uniform", "gaussian"]
-    simulator: Callable[[np.ndarray, np.random.Generator], np.ndarray]
+    simulator: Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+    noise_dim: int
     prior_low: tuple[float, ...] = ()
     prior_high: tuple[float, ...] = ()
     prior_loc: tuple[float, ...] = ()
@@ -68,6 +73,17 @@ class Task:
 
     def simulate(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Runs the simulator: theta (n, dim_theta) to x (n, dim_x)."""
+        return self.simulate_with_noise(theta, rng)[0]
+
+    def simulate_with_noise(self, theta: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Runs the simulator and returns its noise realization too.
+
+        Consumes ``rng`` exactly as :meth:`simulate`, so both give the same x for the same state.
+
+        Returns:
+            x (n, dim_x) and noise (n, noise_dim), the simulator's random variables as standard
+            normals (see each simulator).
+        """
         theta = np.asarray(theta, dtype=np.float64)
         if theta.ndim != 2 or theta.shape[1] != self.dim_theta:
             raise ValueError(f"theta: expected shape (n, {self.dim_theta}), got {theta.shape}")
@@ -94,22 +110,33 @@ _MOON_RADIUS_STD = 0.01
 _MOON_OFFSET = 0.25
 
 
-def _two_moons(theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _two_moons(theta: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Two moons: a noisy half circle, shifted by a folded rotation of theta.
 
     A point on the right half of a circle (angle uniform in [-pi/2, pi/2], radius ~ N(0.1, 0.01^2))
     centred at (0.25, 0) is shifted by ``(-|t0|, t1)``, with ``t`` theta rotated by 45 degrees:
     ``t0 = (theta0 + theta1) / sqrt(2)``, ``t1 = (theta1 - theta0) / sqrt(2)``. The absolute value
     makes the posterior bimodal.
+
+    Noise (n, 2): the normal scores of angle and radius, ``Phi^-1(angle / pi + 1/2)`` and
+    ``(radius - 0.1) / 0.01``: the same draws, on an unbounded scale that a flow maps easily (the
+    uniform angle's hard edges would not be).
     """
+    from scipy.special import ndtri
+
     n = theta.shape[0]
     angle = rng.uniform(-math.pi / 2.0, math.pi / 2.0, size=n)
     radius = rng.normal(_MOON_RADIUS_MEAN, _MOON_RADIUS_STD, size=n)
     t0 = (theta[:, 0] + theta[:, 1]) / math.sqrt(2.0)
     t1 = (theta[:, 1] - theta[:, 0]) / math.sqrt(2.0)
-    return np.stack(
+    x = np.stack(
         [radius * np.cos(angle) + _MOON_OFFSET - np.abs(t0), radius * np.sin(angle) + t1], axis=1
     )
+    # The uniform draw is never exactly on an edge, so the scores are finite.
+    noise = np.stack(
+        [ndtri(angle / math.pi + 0.5), (radius - _MOON_RADIUS_MEAN) / _MOON_RADIUS_STD], axis=1
+    )
+    return x, noise
 
 
 _SLCP_N_DRAWS = 4
@@ -132,9 +159,10 @@ def slcp_moments(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return theta[:, :2].copy(), cov
 
 
-def _slcp(theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _slcp(theta: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """SLCP ("simple likelihood, complex posterior"): four i.i.d. 2-D Gaussian draws, flattened
-    draw by draw into 8 values; see :func:`slcp_moments`."""
+    draw by draw into 8 values; see :func:`slcp_moments`. Noise (n, 8): the standard normals
+    that the Cholesky factor maps to the four draws, in the order of x."""
     mean, cov = slcp_moments(theta)
     # Cholesky factor of a 2x2 covariance, written out.
     l00 = np.sqrt(cov[:, 0, 0])
@@ -143,7 +171,8 @@ def _slcp(theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     eps = rng.standard_normal((theta.shape[0], _SLCP_N_DRAWS, 2))
     x0 = mean[:, None, 0] + l00[:, None] * eps[..., 0]
     x1 = mean[:, None, 1] + l10[:, None] * eps[..., 0] + l11[:, None] * eps[..., 1]
-    return np.stack([x0, x1], axis=-1).reshape(theta.shape[0], 2 * _SLCP_N_DRAWS)
+    x = np.stack([x0, x1], axis=-1).reshape(theta.shape[0], 2 * _SLCP_N_DRAWS)
+    return x, eps.reshape(theta.shape[0], 2 * _SLCP_N_DRAWS)
 
 
 _GAUSSIAN_LINEAR_DIM = 10
@@ -151,9 +180,11 @@ _GAUSSIAN_LINEAR_PRIOR_VAR = 0.1
 _GAUSSIAN_LINEAR_NOISE_VAR = 0.1
 
 
-def _gaussian_linear(theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian linear: x ~ N(theta, 0.1 I) in 10 dimensions (variance 0.1, not std)."""
-    return theta + math.sqrt(_GAUSSIAN_LINEAR_NOISE_VAR) * rng.standard_normal(theta.shape)
+def _gaussian_linear(theta: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian linear: x ~ N(theta, 0.1 I) in 10 dimensions (variance 0.1, not std). Noise (n,
+    10): the standard normals ``eps`` of ``x = theta + sqrt(0.1) eps``."""
+    eps = rng.standard_normal(theta.shape)
+    return theta + math.sqrt(_GAUSSIAN_LINEAR_NOISE_VAR) * eps, eps
 
 
 def gaussian_linear_posterior(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,6 +203,7 @@ TASKS: dict[str, Task] = {
         prior_low=(-1.0, -1.0),
         prior_high=(1.0, 1.0),
         simulator=_two_moons,
+        noise_dim=2,
     ),
     "slcp": Task(
         name="slcp",
@@ -181,6 +213,7 @@ TASKS: dict[str, Task] = {
         prior_low=(-3.0,) * 5,
         prior_high=(3.0,) * 5,
         simulator=_slcp,
+        noise_dim=2 * _SLCP_N_DRAWS,
     ),
     "gaussian_linear": Task(
         name="gaussian_linear",
@@ -190,6 +223,7 @@ TASKS: dict[str, Task] = {
         prior_loc=(0.0,) * _GAUSSIAN_LINEAR_DIM,
         prior_var=(_GAUSSIAN_LINEAR_PRIOR_VAR,) * _GAUSSIAN_LINEAR_DIM,
         simulator=_gaussian_linear,
+        noise_dim=_GAUSSIAN_LINEAR_DIM,
     ),
 }
 

@@ -6,14 +6,17 @@ re-implemented in ``benchmarks/_tasks.py``, observations and reference posterior
 
 * ``two_moons`` (2 parameters, 2 data), ``slcp`` (5, 8), ``gaussian_linear`` (10, 10).
 
-Methods (pluggable: :data:`METHODS` maps a name to a function that trains on ``(theta, x)`` and
-returns a sampler):
+Methods (pluggable: :data:`METHODS` maps a name to a function that trains on ``(theta, x)``, with
+the simulator's noise realization beside them, and returns a sampler):
 
 * ``npe``: sbi's NPE (neural posterior estimation, "NPE-C") with ``density_estimator="zuko_nsf"``
   and sbi's default training (batches of 200, learning rate 5e-4, early stopping after 20 epochs);
 * ``cinn``, ``inn``: acoustic-inv's conditional INN and padded INN (``acoustic_inv.training.fit``),
   default :class:`~acoustic_inv.train_config.TrainConfig` of the architecture unless a config file
-  is given (``--cinn-config``, ``--inn-config``).
+  is given (``--cinn-config``, ``--inn-config``). An INN in ``noise_mode = "theta_pad"`` gets the
+  simulator's noise variables of every training pair (``_tasks.Task.simulate_with_noise``: the
+  standard normals behind the draw; the same simulation set) on its parameter side, so its forward
+  map is deterministic (``benchmarks/losses.md``); NPE and the cINN see only ``(theta, x)``.
 
 Protocol: per task one simulation set (``--n-sims`` prior draws, seed ``--seed``), one network per
 method trained on it, then for observations 1 to ``--n-obs`` of sbibm: ``--n-posterior`` posterior
@@ -33,6 +36,7 @@ Usage::
     python benchmarks/sbibm.py --quick                  # smoke test, well under a minute
     python benchmarks/sbibm.py                          # full run; see the timing below
     python benchmarks/sbibm.py --tasks slcp --methods npe cinn --n-obs 5
+    python benchmarks/sbibm.py --methods inn --c2st fast --inn-config benchmarks/configs/sbibm-inn.toml
     python benchmarks/sbibm.py --c2st fast --cinn-config benchmarks/configs/sbibm-cinn.toml \
         --inn-config benchmarks/configs/sbibm-inn.toml   # the configs of benchmarks/losses.md
 
@@ -123,15 +127,19 @@ class Fitted:
     details: dict[str, Any]
 
 
-FitFunction = Callable[[_tasks.Task, np.ndarray, np.ndarray, Settings], Fitted]
+#: ``fit(task, theta (n, dim_theta), x (n, dim_x), noise (n, noise_dim), settings)``; ``noise`` is
+#: the simulator's noise realization behind each x, used only by methods that can carry it.
+FitFunction = Callable[[_tasks.Task, np.ndarray, np.ndarray, np.ndarray, Settings], Fitted]
 
 
 # ---------------------------------------------------------------------------------------------
 # Methods
 
 
-def fit_npe(task: _tasks.Task, theta: np.ndarray, x: np.ndarray, settings: Settings) -> Fitted:
-    """sbi's NPE with a zuko neural spline flow, trained with sbi's defaults."""
+def fit_npe(
+    task: _tasks.Task, theta: np.ndarray, x: np.ndarray, noise: np.ndarray, settings: Settings
+) -> Fitted:
+    """sbi's NPE with a zuko neural spline flow, trained with sbi's defaults (``noise`` unused)."""
     import six  # noqa: F401  (sbi 0.27 imports modules that need it; fail here with a clear name)
     from sbi.inference import NPE
     from sbi.utils import BoxUniform
@@ -177,9 +185,17 @@ def fit_npe(task: _tasks.Task, theta: np.ndarray, x: np.ndarray, settings: Setti
 
 
 def _fit_acoustic_inv(
-    architecture: str, task: _tasks.Task, theta: np.ndarray, x: np.ndarray, settings: Settings
+    architecture: str,
+    task: _tasks.Task,
+    theta: np.ndarray,
+    x: np.ndarray,
+    noise: np.ndarray | None,
+    settings: Settings,
 ) -> Fitted:
-    """acoustic-inv's INN or cINN: the config file of ``settings`` (or the defaults), trained."""
+    """acoustic-inv's INN or cINN: the config file of ``settings`` (or the defaults), trained.
+
+    ``noise`` goes to an INN in ``theta_pad`` mode only (an INN in ``"y"`` mode refuses it).
+    """
     from acoustic_inv.train_config import load_train_config
 
     path = settings.config_files.get(architecture)
@@ -195,11 +211,20 @@ def _fit_acoustic_inv(
     values["seed"] = settings.seed
     if settings.quick:
         values["epochs"] = 3
-    return train_acoustic_inv(task, theta, x, values, source=path or f"{architecture} defaults")
+    carries_noise = values.get("architecture") == "inn" and values.get("noise_mode", "y") == "theta_pad"
+    return train_acoustic_inv(
+        task, theta, x, values, source=path or f"{architecture} defaults",
+        noise=noise if carries_noise else None,
+    )
 
 
 def train_acoustic_inv(
-    task: _tasks.Task, theta: np.ndarray, x: np.ndarray, values: dict[str, Any], source: str
+    task: _tasks.Task,
+    theta: np.ndarray,
+    x: np.ndarray,
+    values: dict[str, Any],
+    source: str,
+    noise: np.ndarray | None = None,
 ) -> Fitted:
     """Trains an INN or cINN in memory with ``acoustic_inv.training.fit``.
 
@@ -209,6 +234,8 @@ def train_acoustic_inv(
         x: Training data, shape (n, dim_x).
         values: :class:`~acoustic_inv.train_config.TrainConfig` fields.
         source: What to call ``values`` in configuration errors.
+        noise: The simulator's noise realization behind each x, shape (n, noise_dim), for an
+            INN in ``theta_pad`` mode; ``None``: none.
     """
     from acoustic_inv.sources import InMemorySource, ParamInfo
     from acoustic_inv.train_config import TrainConfig
@@ -222,7 +249,7 @@ def train_acoustic_inv(
         ]
     else:
         params = [ParamInfo(f"theta_{i}", "1") for i in range(task.dim_theta)]
-    result = fit(InMemorySource(theta, x, params), config)
+    result = fit(InMemorySource(theta, x, params, noise=noise), config)
     model = result.model
 
     def sample(x_o: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -239,14 +266,18 @@ def train_acoustic_inv(
     )
 
 
-def fit_cinn(task: _tasks.Task, theta: np.ndarray, x: np.ndarray, settings: Settings) -> Fitted:
-    """acoustic-inv's conditional INN."""
-    return _fit_acoustic_inv("cinn", task, theta, x, settings)
+def fit_cinn(
+    task: _tasks.Task, theta: np.ndarray, x: np.ndarray, noise: np.ndarray, settings: Settings
+) -> Fitted:
+    """acoustic-inv's conditional INN (``noise`` unused)."""
+    return _fit_acoustic_inv("cinn", task, theta, x, None, settings)
 
 
-def fit_inn(task: _tasks.Task, theta: np.ndarray, x: np.ndarray, settings: Settings) -> Fitted:
-    """acoustic-inv's padded INN."""
-    return _fit_acoustic_inv("inn", task, theta, x, settings)
+def fit_inn(
+    task: _tasks.Task, theta: np.ndarray, x: np.ndarray, noise: np.ndarray, settings: Settings
+) -> Fitted:
+    """acoustic-inv's padded INN; in ``theta_pad`` mode it carries ``noise`` on its parameter side."""
+    return _fit_acoustic_inv("inn", task, theta, x, noise, settings)
 
 
 METHODS: dict[str, FitFunction] = {"npe": fit_npe, "cinn": fit_cinn, "inn": fit_inn}
@@ -282,7 +313,7 @@ def run_task(name: str, methods: list[str], settings: Settings, log: Callable[[s
     rng = np.random.default_rng([settings.seed, 0])
     started = time.perf_counter()
     theta = task.sample_prior(settings.n_sims, rng)
-    x = task.simulate(theta, rng)
+    x, noise = task.simulate_with_noise(theta, rng)
     simulate_s = time.perf_counter() - started
     references = [_tasks.load_reference(name, k) for k in range(1, settings.n_obs + 1)]
     out: dict[str, Any] = {
@@ -297,7 +328,7 @@ def run_task(name: str, methods: list[str], settings: Settings, log: Callable[[s
         log(f"{name}/{method}: training on {settings.n_sims} simulations")
         torch.manual_seed(settings.seed)
         started = time.perf_counter()
-        fitted = METHODS[method](task, theta, x, settings)
+        fitted = METHODS[method](task, theta, x, noise, settings)
         train_s = time.perf_counter() - started
         per_obs: list[dict[str, Any]] = []
         for ref in references:

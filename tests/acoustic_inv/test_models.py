@@ -63,6 +63,29 @@ def test_sample_shapes_bounds_and_seed(architecture: str) -> None:
         model.sample(x, 0)
 
 
+def test_inn_noise_entries_size_the_parameter_side() -> None:
+    """``n_noise`` noise entries sit between theta and the padding; the default latent size is the
+    smallest >= d that holds them."""
+    legacy = INN(2, 3, noise_mode="theta_pad", n_blocks=1, hidden=8)
+    assert (legacy.n_noise, legacy.latent_dim, legacy.n_pad) == (3, 2, 0), "default: the trainer's additive noise"
+    many = INN(2, 3, noise_mode="theta_pad", n_noise=5, n_blocks=1, hidden=8)
+    assert (many.n_noise, many.latent_dim, many.dim, many.n_pad) == (5, 4, 7, 0)
+    few = INN(2, 3, noise_mode="theta_pad", n_noise=1, n_blocks=1, hidden=8)
+    assert (few.latent_dim, few.n_pad) == (2, 2)
+    theta, noise = torch.zeros(4, 2), torch.full((4, 1), 7.0)
+    packed = few.pack_params(theta, noise)
+    assert packed.shape == (4, 5) and torch.equal(packed[:, 2], noise[:, 0]) and float(packed[:, 3:].abs().max()) < 0.1
+    with pytest.raises(ValueError, match=r"noise of shape \(4, 1\), got \(4, 3\)"):
+        few.pack_params(theta, torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="carries no noise"):
+        INN(2, 3, noise_mode="y", n_noise=2)
+    with pytest.raises(ValueError, match="n_noise must be an int >= 1"):
+        INN(2, 3, noise_mode="theta_pad", n_noise=0)
+    with pytest.raises(ValueError, match=r"latent_dim=3 is too small.*latent_dim >= 4"):
+        INN(2, 3, latent_dim=3, noise_mode="theta_pad", n_noise=5)
+    assert INN(2, 3, noise_mode="y", n_noise=0).n_noise == 0
+
+
 def test_inn_has_no_exact_density() -> None:
     model = posterior_model("inn", [0.0], [1.0])
     with pytest.raises(UserError, match="cinn"):

@@ -80,7 +80,6 @@ def test_default_config_is_valid_and_fills_losses() -> None:
         ({"f_divergence": "tv"}, r"f_divergence = 'tv'"),
         ({"noise_mode": "x"}, r"noise_mode = 'x'"),
         ({"actnorm": "yes"}, r"actnorm = 'yes': expected true or false"),
-        ({"architecture": "inn", "noise_mode": "theta_pad"}, r"theta_pad' needs noise_std > 0"),
         ({"losses": {"mse_y": 1.0}}, r"loss 'mse_y' does not apply to architecture 'cinn'"),
         ({"losses": {"mmd": 1.0}}, r"unknown loss 'mmd'"),
         ({"losses": {"ml_z": -1.0}}, r"losses.ml_z = -1.0"),
@@ -233,6 +232,120 @@ def test_fit_data_errors() -> None:
     source = InMemorySource(outside, rng.normal(size=(50, 3)), [ParamInfo("a", "m", 0.0, 1.0), ParamInfo("b", "1")])
     with pytest.raises(DataError, match=r"in-memory arrays: training parameter 0 has values outside its bounds"):
         fit(source, TrainConfig(epochs=1, **TINY))
+
+
+# -- the simulator's own noise on the INN's parameter side ------------------------------------------
+
+
+def multiplicative_noise(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """theta ~ U(1, 3), x = theta (1 + 0.3 eps): noise that is not additive. Returns theta, eps, x."""
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(1.0, 3.0, (n, 1))
+    eps = rng.normal(size=(n, 1))
+    return theta, eps, theta * (1.0 + 0.3 * eps)
+
+
+def multiplicative_posterior(x_o: float) -> tuple[float, float]:
+    """Mean and standard deviation of p(theta | x_o) on a grid: prior flat on [1, 3], likelihood
+    N(x_o; theta, (0.3 theta)^2)."""
+    grid = np.linspace(1.0, 3.0, 4001)
+    w = np.exp(-0.5 * ((x_o / grid - 1.0) / 0.3) ** 2) / grid
+    w /= w.sum()
+    mean = float((w * grid).sum())
+    return mean, float(np.sqrt((w * (grid - mean) ** 2).sum()))
+
+
+MULTIPLICATIVE = dict(architecture="inn", epochs=10, n_blocks=3, hidden_width=32, subnet_depth=1, batch_size=128, lr=3e-3)
+
+
+@pytest.mark.parametrize("noise_mode", ["theta_pad", "y"])
+def test_inn_posterior_spread_with_non_additive_noise(noise_mode: str) -> None:
+    """With the simulator's noise carried on the parameter side, [theta, eps] -> x is deterministic
+    and the INN's posterior has the right spread; in 'y' mode the forward fit regresses to the mean
+    of x and the posterior collapses (the failure on sbibm's tasks)."""
+    theta, eps, x = multiplicative_noise(2000)
+    source = InMemorySource(theta, x, [ParamInfo("theta", "1", 1.0, 3.0)], noise=eps if noise_mode == "theta_pad" else None)
+    result = fit(source, TrainConfig(noise_mode=noise_mode, **MULTIPLICATIVE))
+    assert result.model.network.n_noise == (1 if noise_mode == "theta_pad" else 0)
+    for k, x_o in enumerate((1.5, 2.0, 2.5)):
+        draws = result.model.sample(np.array([x_o]), 2000, seed=k).numpy()[:, 0]
+        mean, std = multiplicative_posterior(x_o)
+        ratio = draws.std() / std
+        if noise_mode == "theta_pad":
+            assert 1 / 1.5 < ratio < 1.5, (x_o, ratio)
+            assert abs(draws.mean() - mean) < 0.5 * std, (x_o, draws.mean(), mean)
+        else:
+            assert ratio < 0.67, (x_o, ratio)
+
+
+def test_simulator_noise_travels_with_its_rows() -> None:
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=(103, 2))
+    noise = np.column_stack([theta[:, 0] * 10.0, np.arange(103.0)])
+    source = InMemorySource(theta, rng.normal(size=(103, 3)), noise=noise)
+    assert source.noise_dim == 2 and InMemorySource(theta, noise).noise_dim == 0
+    from acoustic_inv.sources import rebatch
+
+    blocks = source.blocks_with_noise("train", val_fraction=0.2, seed=1, epoch=3)
+    batches = list(rebatch(blocks, 16, drop_last=False))
+    assert [len(b) for b in batches] == [3] * len(batches)
+    assert sum(len(t) for t, _, _ in batches) == 103 - 21
+    for t, x, e in batches:
+        assert np.array_equal(e[:, 0], t[:, 0] * 10.0) and np.array_equal(source.x[e[:, 1].astype(int)], x)
+    plain = [t for t, _ in source.blocks("train", val_fraction=0.2, seed=1, epoch=3)]
+    assert np.array_equal(np.concatenate(plain), np.concatenate([t for t, _, _ in batches])), "same split and shuffle"
+    with pytest.raises(DataError, match=r"noise must be \(n, k\).*got shape \(102, 2\)"):
+        InMemorySource(theta, theta, noise=noise[:-1])
+    with pytest.raises(DataError, match=r"noise must be \(n, k\)"):
+        InMemorySource(theta, theta, noise=noise[:, 0])
+    with pytest.raises(DataError, match="NaN or infinite"):
+        InMemorySource(theta, theta, noise=np.where(noise > 50, np.nan, noise))
+
+
+def test_noise_mode_must_match_the_data() -> None:
+    theta, eps, x = multiplicative_noise(200)
+    tiny = {**TINY, "architecture": "inn", "epochs": 1}
+    with pytest.raises(ConfigError, match=r"noise_mode = 'theta_pad' needs a noise realization.*noise_std = 0"):
+        fit(InMemorySource(theta, x), TrainConfig(noise_mode="theta_pad", **tiny))
+    with pytest.raises(ConfigError, match=r"noise_mode = 'y': in-memory arrays holds the simulator's noise.*'theta_pad'"):
+        fit(InMemorySource(theta, x, noise=eps), TrainConfig(noise_mode="y", **tiny))
+    both = fit(InMemorySource(theta, x, noise=eps), TrainConfig(noise_mode="theta_pad", noise_std=0.1, **tiny))
+    assert both.model.network.n_noise == 2, "the simulator's noise, then the added noise"
+    cinn = fit(InMemorySource(theta, x, noise=eps), TrainConfig(**{**tiny, "architecture": "cinn"}))
+    assert cinn.model.architecture == "cinn", "the cINN ignores the simulator noise"
+
+
+def test_simulator_noise_survives_save_and_resume(tmp_path: Path) -> None:
+    """Three noise variables for one feature: the INN's latent size follows them (d + k - m = 3), and
+    the model file and the training state keep the split and the noise standardization."""
+    from acoustic_inv.checkpoint import load_model
+
+    theta, eps, x = multiplicative_noise(300)
+    rng = np.random.default_rng(1)
+    noise = np.column_stack([eps, rng.uniform(0.0, 5.0, (300, 1)), rng.normal(3.0, 2.0, (300, 1))])
+    source = InMemorySource(theta, x, noise=noise)
+    config = TrainConfig(architecture="inn", noise_mode="theta_pad", epochs=2, patience=0, **{k: v for k, v in TINY.items() if k != "embed_dim"})
+    straight = fit(source, config, out=tmp_path / "a.pt")
+    network = straight.model.network
+    assert (network.n_noise, network.latent_dim, network.n_pad) == (3, 3, 0)
+    loaded = load_model(tmp_path / "a.pt")
+    assert loaded.network.n_noise == 3
+    assert torch.equal(loaded.sample(np.array([2.0]), 50, seed=0), straight.model.sample(np.array([2.0]), 50, seed=0))
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first(record: dict[str, Any]) -> None:
+        if record["epoch"] == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(source, config, out=tmp_path / "b.pt", on_epoch_end=stop_after_first)
+    resumed = fit(source, config, out=tmp_path / "b.pt")
+    assert resumed.resumed_from_epoch == 1
+    assert_same_weights(weights(straight.model), weights(resumed.model))
+    with pytest.raises(DataError, match=r"was made for 3 noise entries.*gives 1"):
+        fit(InMemorySource(theta, x, noise=eps), config, out=tmp_path / "b.pt")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
