@@ -24,6 +24,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "acoustic_inv.evaluate_cli",
     "acoustic_inv.demo_cli",
     "acoustic_inv.plot_cli",
+    "acoustic_inv.reference_cli",
 )
 
 
