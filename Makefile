@@ -4,7 +4,7 @@ PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export GFORTRAN_ERROR_BACKTRACE := 0
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup test test-fast demo bench compare clean
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,10 @@ bench: setup
 	$(PY) benchmarks/propagation.py
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/invert.py
+
+# The side-by-side of every inference method on vina-gi (README, "Every method on vina-gi"); resumable.
+compare: setup
+	@bash scripts/compare.sh
 
 clean:
 	rm -rf .venv demo-out .pytest_cache
