@@ -492,8 +492,9 @@ def fit(
         resumed_from = trainer.epoch
     else:
         trainer.fit_transforms()
-        trainer.initialize_actnorm()
+        # On the training device first: the data-dependent ActNorm initialization runs a batch there.
         trainer.to_device()
+        trainer.initialize_actnorm()
         torch.manual_seed(config.seed)
 
     while not trainer.finished and trainer.epoch < config.epochs:

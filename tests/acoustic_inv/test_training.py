@@ -348,6 +348,17 @@ def test_simulator_noise_survives_save_and_resume(tmp_path: Path) -> None:
         fit(InMemorySource(theta, x, noise=eps), config, out=tmp_path / "b.pt")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("architecture", ["cinn", "inn"])
+def test_training_on_cuda_gives_a_model_that_samples(architecture: str, tmp_path) -> None:
+    # Every step, the ActNorm initialization included, must run where the network lives.
+    config = TrainConfig(architecture=architecture, epochs=2, device="cuda", **TINY)
+    result = fit(tiny_source(), config, out=tmp_path / "m.pt")
+    assert next(result.model.parameters()).device.type == "cuda"
+    draws = result.model.sample(np.zeros(3), 50, seed=0)
+    assert draws.shape == (50, 2) and torch.isfinite(draws).all()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_request_without_cuda_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="device = 'cuda'"):
