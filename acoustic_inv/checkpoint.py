@@ -11,6 +11,10 @@ Both are ``torch.save`` dicts of plain values and tensors, read back with
   statistics that :mod:`acoustic_inv.posterior` needs; see :mod:`acoustic_inv.model_metadata`), and a
   SHA-256 ``content_sha256`` of the weights, config, parameters, feature count and inversion
   metadata, checked on load so that a file whose bytes changed is refused;
+- an **ensemble model file** (``kind = "model"`` with ``"members"``): the records of K model files
+  trained alike with different seeds (each without its own inversion metadata), the shared
+  parameters, feature count and inversion metadata, and one ``content_sha256`` over all of it; it
+  loads as an :class:`~acoustic_inv.models.EnsembleModel` (see :func:`save_ensemble`);
 - a **training state** (``kind = "training_state"``): all of the above plus optimizer, scheduler,
   critic and RNG states and the early-stopping bookkeeping, so a run continues where it stopped.
 
@@ -37,7 +41,7 @@ import torch
 
 import acoustic_inv
 from acoustic_inv.errors import DataError
-from acoustic_inv.models import CINN, INN, PosteriorModel
+from acoustic_inv.models import CINN, INN, EnsembleModel, PosteriorModel
 from acoustic_inv.sources import ParamInfo
 from acoustic_inv.train_config import TrainConfig
 from acoustic_inv.transforms import ThetaTransform, XTransform
@@ -51,6 +55,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "save_checkpoint",
+    "save_ensemble",
     "save_model",
     "verify_content_hash",
 ]
@@ -107,7 +112,7 @@ def _params_record(params: tuple[ParamInfo, ...]) -> list[dict[str, Any]]:
 
 
 # Keys of a record that its content hash covers (the history and versions are informative only).
-_HASHED_KEYS = ("config", "params", "n_features", "n_noise", "state_dict", "inversion")
+_HASHED_KEYS = ("config", "params", "n_features", "n_noise", "state_dict", "members", "inversion")
 
 
 def _feed(digest: Any, value: Any) -> None:
@@ -233,6 +238,76 @@ def save_model(
     return path
 
 
+def save_ensemble(path: str | Path, members: list[str | Path]) -> Path:
+    """Pools trained model files into one ensemble model file, written atomically.
+
+    The members must be cINN or INN model files of the same scenario (same parameters, feature
+    count and inversion metadata apart from the typicality statistics and the training-data facts).
+    The typicality statistics are taken from the first member: they describe the training features,
+    which the members share when trained on the same data. Each member keeps its own training-data
+    facts and history. Their training configs may differ (seed, size).
+
+    Args:
+        path: the ensemble file to write.
+        members: two or more model files (a member that is itself an ensemble is refused).
+
+    Returns:
+        The path written.
+
+    Raises:
+        DataError: naming the file, for an unreadable or changed member, a training state, a nested
+            ensemble or members that do not fit together.
+    """
+    if len(members) < 2:
+        raise DataError(f"an ensemble needs at least two model files, got {len(members)}")
+    records = []
+    for member in members:
+        record = load_checkpoint(member)
+        if record["kind"] != "model":
+            raise DataError(f"{member}: a training state, not a model file; finish training first")
+        if "members" in record:
+            raise DataError(f"{member}: is itself an ensemble; pass its member files instead")
+        model_from_record(record, member)  # config and weights fit together
+        verify_content_hash(record, member)
+        records.append((Path(member), record))
+    first_path, first = records[0]
+    # The typicality statistics and the training-data facts (paths, dates) may differ between members.
+    own = ("typicality", "training_data")
+    shared = {key: value for key, value in (first.get("inversion") or {}).items() if key not in own}
+    for member_path, record in records[1:]:
+        if record["params"] != first["params"] or record["n_features"] != first["n_features"]:
+            raise DataError(
+                f"{member_path}: parameters {[p['name'] for p in record['params']]} and {record['n_features']} "
+                f"features do not match {first_path} ({[p['name'] for p in first['params']]}, {first['n_features']})"
+            )
+        other = {key: value for key, value in (record.get("inversion") or {}).items() if key not in own}
+        if content_hash({"inversion": other}) != content_hash({"inversion": shared}):
+            differing = sorted(k for k in set(other) | set(shared) if content_hash({"inversion": other.get(k)})
+                               != content_hash({"inversion": shared.get(k)}))
+            raise DataError(f"{member_path}: its inversion metadata differs from {first_path} in {differing}; "
+                            "members must be trained for the same scenario")
+    ensemble: dict[str, Any] = {
+        "format": FORMAT,
+        "kind": "model",
+        "versions": versions(),
+        "params": first["params"],
+        "n_features": first["n_features"],
+        "members": [
+            {**{key: record[key] for key in ("config", "params", "n_features", "n_noise", "state_dict", "history")
+                if key in record},
+             "training_data": dict((record.get("inversion") or {}).get("training_data") or {})}
+            for _, record in records
+        ],
+        "member_files": [str(p) for p, _ in records],
+    }
+    if first.get("inversion") is not None:
+        ensemble["inversion"] = first["inversion"]
+    ensemble["content_sha256"] = content_hash(ensemble)
+    path = Path(path)
+    _atomic_save(ensemble, path)
+    return path
+
+
 def save_checkpoint(path: str | Path, record: Mapping[str, Any]) -> Path:
     """Writes a training state atomically (``record`` from the trainer; ``kind`` is set here)."""
     path = Path(path)
@@ -283,18 +358,40 @@ def load_checkpoint(path: str | Path, *, kind: str = "model") -> dict[str, Any]:
     found_kind = record.get("kind")
     if found_kind not in KINDS or (kind == "training_state" and found_kind != "training_state"):
         raise DataError(f"{path}: expected a {kind.replace('_', ' ')} file, found kind {found_kind!r}")
+    if "members" in record:
+        members = record["members"]
+        if found_kind != "model" or not isinstance(members, list) or not members:
+            raise DataError(f"{path}: 'members' must be a non-empty list in a model file")
+        for k, member in enumerate(members):
+            missing = [key for key in ("config", "params", "n_features", "state_dict")
+                       if not isinstance(member, dict) or key not in member]
+            if missing:
+                raise DataError(f"{path}: incomplete ensemble member {k}, missing {missing}")
+        return record
     missing = [k for k in ("config", "params", "n_features", "state_dict") if k not in record]
     if missing:
         raise DataError(f"{path}: incomplete file, missing {missing}")
     return record
 
 
-def model_from_record(record: Mapping[str, Any], path: str | Path = "<memory>") -> tuple[PosteriorModel, TrainConfig]:
-    """Rebuilds the trained model from a checked record.
+def model_from_record(
+    record: Mapping[str, Any], path: str | Path = "<memory>"
+) -> tuple[PosteriorModel | EnsembleModel, TrainConfig]:
+    """Rebuilds the trained model (or ensemble) from a checked record.
+
+    For an ensemble the config returned is the first member's.
 
     Raises:
         DataError: naming ``path`` when the stored config or weights do not fit together.
     """
+    if "members" in record:
+        built = [model_from_record(member, f"{path} (member {k})") for k, member in enumerate(record["members"])]
+        try:
+            ensemble = EnsembleModel([model for model, _ in built])
+        except ValueError as error:
+            raise DataError(f"{path}: ensemble members do not fit together: {error}") from None
+        ensemble.eval()
+        return ensemble, built[0][1]
     try:
         config = TrainConfig.from_dict(record["config"], source=f"{path} (stored config)")
         params = tuple(ParamInfo(p["name"], p["units"], float(p["low"]), float(p["high"])) for p in record["params"])
@@ -311,7 +408,7 @@ def model_from_record(record: Mapping[str, Any], path: str | Path = "<memory>") 
     return model, config
 
 
-def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> PosteriorModel:
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> PosteriorModel | EnsembleModel:
     """Loads a trained model (from a model file or a training state) for sampling.
 
     Args:
@@ -319,7 +416,8 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Poste
         device: where to put the network.
 
     Returns:
-        The :class:`~acoustic_inv.models.PosteriorModel`, in eval mode; its ``config`` attribute
+        The :class:`~acoustic_inv.models.PosteriorModel` (an
+        :class:`~acoustic_inv.models.EnsembleModel` for an ensemble file), in eval mode; its ``config`` attribute
         holds the :class:`~acoustic_inv.train_config.TrainConfig`, ``history`` the training log and
         ``metadata`` the inversion metadata dict (``None`` when the file has none) and
         ``content_sha256`` the file's content hash (``None`` when it has none).
@@ -335,7 +433,9 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Poste
     model, config = model_from_record(record, path)
     verify_content_hash(stored, path)
     model.config = config  # type: ignore[attr-defined]
-    model.history = list(record.get("history", []))  # type: ignore[attr-defined]
+    # An ensemble's history is its first member's (each member keeps its own in the file).
+    history = record["members"][0].get("history", []) if "members" in record else record.get("history", [])
+    model.history = list(history)  # type: ignore[attr-defined]
     model.metadata = record.get("inversion")  # type: ignore[attr-defined]
     model.content_sha256 = stored.get("content_sha256")  # type: ignore[attr-defined]
     return model.to(device)

@@ -20,6 +20,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "acoustic_inv.simulate_cli",
     "acoustic_inv.dataset_cli",
     "acoustic_inv.train_cli",
+    "acoustic_inv.ensemble_cli",
     "acoustic_inv.invert_cli",
     "acoustic_inv.evaluate_cli",
     "acoustic_inv.demo_cli",

@@ -189,9 +189,9 @@ def evaluate(model_path: str | Path, data_path: str | Path, n_obs: int = 1000, n
         raise DataError(f"{data_path}: parameters {names} differ from the model's {list(model.param_names)} "
                         f"({model_path})")
     n_features = int(ds.sizes["feature"])
-    if n_features != model.network.n_features:
+    if n_features != model.n_features:
         raise DataError(f"{data_path}: {n_features} features per sample, but the model {model_path} takes "
-                        f"{model.network.n_features}")
+                        f"{model.n_features}")
     n = min(int(n_obs), int(ds.sizes["sample"]))
     if n < 2:
         raise DataError(f"{data_path}: needs at least 2 test simulations, found {n}")

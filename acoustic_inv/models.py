@@ -33,7 +33,8 @@
 
 Both follow the block contract of :mod:`acoustic_inv.blocks` (``forward(u, c) -> (v, logdet)``,
 ``inverse(v, c) -> (u, logdet)``) on standardized quantities. :class:`PosteriorModel` wraps a network
-with the fitted transforms and answers in physical units.
+with the fitted transforms and answers in physical units; :class:`EnsembleModel` pools several such
+models trained with different seeds into one equal-weight mixture (a deep ensemble).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from acoustic_inv.blocks import InvertibleBlock, coupling_stack, mlp
 from acoustic_inv.errors import UserError
 from acoustic_inv.transforms import ThetaTransform, XTransform
 
-__all__ = ["CINN", "INN", "NOISE_MODES", "PosteriorModel"]
+__all__ = ["CINN", "INN", "NOISE_MODES", "EnsembleModel", "PosteriorModel", "UniformMixture"]
 
 NOISE_MODES = ("theta_pad", "y")
 NoiseMode = Literal["theta_pad", "y"]
@@ -344,6 +345,11 @@ class PosteriorModel(nn.Module):
         """``"inn"`` or ``"cinn"``."""
         return "cinn" if isinstance(self.network, CINN) else "inn"
 
+    @property
+    def n_features(self) -> int:
+        """Number m of observation features the network takes."""
+        return int(self.network.n_features)
+
     def _net_dtype_device(self) -> tuple[torch.dtype, torch.device]:
         p = next(self.network.parameters())
         return p.dtype, p.device
@@ -437,3 +443,144 @@ class PosteriorModel(nn.Module):
         theta_t = torch.as_tensor(np.asarray(theta) if not isinstance(theta, Tensor) else theta)
         with torch.no_grad():
             return distribution.log_prob(theta_t.to(device=device, dtype=torch.float64)).cpu()
+
+
+class UniformMixture(Distribution):
+    """Equal-weight mixture of K distributions with the same batch and event shapes.
+
+    ``log_prob`` is ``logsumexp_k log p_k(theta) - log K``; ``sample`` draws each value's component
+    uniformly at random. There is no ``rsample`` (the component choice is discrete).
+
+    Args:
+        components: the K >= 1 distributions.
+
+    Raises:
+        ValueError: for no components or components of different shapes.
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, components: Sequence[Distribution]) -> None:
+        components = list(components)
+        if not components:
+            raise ValueError("a mixture needs at least one component")
+        batch, event = components[0].batch_shape, components[0].event_shape
+        for k, component in enumerate(components[1:], start=1):
+            if component.batch_shape != batch or component.event_shape != event:
+                raise ValueError(
+                    f"component {k} has batch/event shape {tuple(component.batch_shape)}/{tuple(component.event_shape)}, "
+                    f"component 0 {tuple(batch)}/{tuple(event)}"
+                )
+        self.components = components
+        super().__init__(batch, event, validate_args=False)
+
+    @property
+    def support(self) -> constraints.Constraint:  # type: ignore[override]
+        return self.components[0].support
+
+    def sample(self, sample_shape: torch.Size | Sequence[int] = torch.Size()) -> Tensor:
+        shape = torch.Size(sample_shape)
+        with torch.no_grad():
+            draws = torch.stack([c.sample(shape) for c in self.components])  # (K, *shape, *batch, *event)
+            which = torch.randint(len(self.components), shape + self.batch_shape, device=draws.device)
+            index = which.reshape(1, *which.shape, *([1] * len(self.event_shape)))
+            index = index.expand(1, *draws.shape[1:])
+            return draws.gather(0, index)[0]
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        logs = torch.stack([c.log_prob(value) for c in self.components])
+        return torch.logsumexp(logs, dim=0) - float(np.log(len(self.components)))
+
+
+def _member_seed(seed: int, member: int) -> int:
+    """Independent draw seed of ensemble member ``member`` for a call with ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(member)]).generate_state(1)[0])
+
+
+class EnsembleModel(nn.Module):
+    """A deep ensemble: K trained posterior models pooled as an equal-weight mixture.
+
+    Lakshminarayanan, Pritzel and Blundell (2017, "Simple and scalable predictive uncertainty
+    estimation using deep ensembles"): networks trained alike from different random seeds disagree
+    where the data leave them uncertain, so their mixture is better calibrated than any one of them
+    (a single maximum-likelihood flow trained on a finite set of simulations is typically
+    overconfident), and its median is a better point estimate.
+
+    Args:
+        members: K >= 1 :class:`PosteriorModel` with the same parameters (names and units) and
+            feature count.
+
+    Raises:
+        ValueError: for no members or members that disagree on parameters or features.
+    """
+
+    def __init__(self, members: Sequence[PosteriorModel]) -> None:
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        first = members[0]
+        for k, member in enumerate(members[1:], start=1):
+            if (member.param_names, member.param_units) != (first.param_names, first.param_units):
+                raise ValueError(
+                    f"member {k} has parameters {list(member.param_names)} ({list(member.param_units)}), member 0 "
+                    f"{list(first.param_names)} ({list(first.param_units)})"
+                )
+            if member.n_features != first.n_features:
+                raise ValueError(f"member {k} takes {member.n_features} features, member 0 {first.n_features}")
+        self.members = nn.ModuleList(members)
+        self.param_names = first.param_names
+        self.param_units = first.param_units
+
+    @property
+    def architecture(self) -> str:
+        """``"ensemble of K <architecture>"``, e.g. ``"ensemble of 3 cinn"``."""
+        kinds = sorted({m.architecture for m in self.members})
+        return f"ensemble of {len(self.members)} {'/'.join(kinds)}"
+
+    @property
+    def n_features(self) -> int:
+        """Number m of observation features the members take."""
+        return self.members[0].n_features
+
+    @torch.no_grad()
+    def sample(self, x: Tensor | np.ndarray, n: int, *, seed: int | None = None) -> Tensor:
+        """Posterior draws in physical units, pooled over the members.
+
+        The n draws are split as evenly as possible between the K members (member k gives
+        ``n // K`` draws, one more for the first ``n % K``), which is stratified sampling of the
+        equal-weight mixture, then put in random order so that any subset is a fair sample.
+
+        Args:
+            x: one observation, shape (m,), or a batch, shape (b, m), in the features' units.
+            n: number of draws per observation.
+            seed: seed for the draws (``None``: torch's global generator).
+
+        Returns:
+            float64 tensor of shape (n, d) for one observation, (n, b, d) for a batch.
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise UserError(f"number of draws must be an int >= 1, got {n!r}")
+        k_members = len(self.members)
+        parts = []
+        for k, member in enumerate(self.members):
+            count = n // k_members + (1 if k < n % k_members else 0)
+            if count:
+                parts.append(member.sample(x, count, seed=None if seed is None else _member_seed(seed, k)))
+        theta = torch.cat(parts, dim=0)
+        if seed is None:
+            order = torch.randperm(n)
+        else:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(_member_seed(seed, k_members)))
+        return theta[order]
+
+    def posterior(self, x: Tensor | np.ndarray) -> Distribution:
+        """The mixture posterior over physical ``theta`` (cINN members only; see
+        :meth:`PosteriorModel.posterior`)."""
+        return UniformMixture([member.posterior(x) for member in self.members])
+
+    def log_prob(self, theta: Tensor | np.ndarray, x: Tensor | np.ndarray) -> Tensor:
+        """Mixture log-density ``log p(theta | x)`` (cINN members only; see :meth:`PosteriorModel.log_prob`)."""
+        logs = torch.stack([member.log_prob(theta, x) for member in self.members])
+        return torch.logsumexp(logs, dim=0) - float(np.log(len(self.members)))

@@ -492,8 +492,8 @@ class Posterior:
         if TYPICALITY_LEVEL not in metadata.typicality.levels:
             raise DataError(f"{path}: the typicality statistics lack the {TYPICALITY_LEVEL} quantile (levels "
                             f"{list(metadata.typicality.levels)})")
-        if model.network.n_features != observation.n_features:
-            raise DataError(f"{path}: the network takes {model.network.n_features} features but the stored "
+        if model.n_features != observation.n_features:
+            raise DataError(f"{path}: the network takes {model.n_features} features but the stored "
                             f"observation layout gives {observation.n_features}")
         self.model = model
         self.metadata = metadata

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_train_config(args.config)
     if args.device is not None:
         config = replace(config, device=args.device)
+    if args.seed is not None:
+        config = replace(config, seed=args.seed)
     source = ChunkedSource(args.data, buffer_chunks=config.shuffle_buffer_chunks,
                            allow_incomplete=args.allow_incomplete, renoise=config.renoise)
     if args.allow_incomplete:
@@ -66,6 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model file to write (e.g. model.pt)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
                         help="override the config's device")
+    from acoustic_inv.cli import seed as seed_type
+
+    parser.add_argument("--seed", type=seed_type, default=None, metavar="N",
+                        help="override the config's seed (e.g. for the members of an ensemble)")
     parser.add_argument("--restart", action="store_true", help="ignore <out>.resume and train from scratch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     parser.add_argument("--allow-incomplete", action="store_true",
