@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=4000, help="posterior draws per recording")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the truths")
     parser.add_argument("--workers", type=int, default=1, help="processes for the engine runs")
-    parser.add_argument("--keep", type=Path, default=None, help="keep the recordings in this folder")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the recordings in this folder; a later run with the same folder and settings "
+                             "reuses them instead of synthesizing again (to compare models on the same recordings)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     args = parser.parse_args(argv)
 
@@ -111,20 +113,36 @@ def main(argv: list[str] | None = None) -> int:
     # The worker processes load the scenario by name; write the model's own scenario text beside the
     # recordings so that a model trained on an edited scenario is tested on that scenario.
     scenario_path = folder / "scenario.toml"
+    # What the recordings depend on: a kept folder is reused only when all of it matches.
+    settings = {"scenario_sha256": posterior.metadata.scenario_sha256, "seed": args.seed, "snr_db": args.snr,
+                "duration_s": args.duration, "sample_rate_hz": args.sample_rate}
+    manifest_path = folder / "manifest.json"
+    stored = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    reusable = stored.get("settings") == settings
+    stored_errors = stored.get("errors", {}) if reusable else {}
+    reuse = {i for i in range(args.n)
+             if reusable and (str(i) in stored_errors or (folder / f"rec-{i:03d}.wav").is_file())}
     scenario_path.write_text(posterior.metadata.scenario_text)
     jobs = [(str(scenario_path), truths[i].tolist(), i, args.snr, args.duration, args.sample_rate,
-             str(folder / f"rec-{i:03d}.wav")) for i in range(args.n)]
+             str(folder / f"rec-{i:03d}.wav")) for i in range(args.n) if i not in reuse]
     t0 = time.perf_counter()
-    errors: dict[int, str] = {}
+    errors: dict[int, str] = {i: stored_errors[str(i)] for i in reuse if str(i) in stored_errors}
     engine_cpu = 0.0
+    if len(jobs) < args.n:
+        print(f"reusing {args.n - len(jobs)} recordings from {folder}", file=sys.stderr)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         for done, (index, error, seconds) in enumerate(pool.map(_synthesize, jobs), start=1):
             engine_cpu += seconds
             if error is not None:
                 errors[index] = error
-            print(f"\rsynthesized {done}/{args.n}", end="", file=sys.stderr, flush=True)
+            print(f"\rsynthesized {done}/{len(jobs)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     synth_s = time.perf_counter() - t0
+    if args.keep is not None:
+        merged = {**stored_errors, **{str(i): e for i, e in errors.items()}}
+        tmp = manifest_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"settings": settings, "errors": merged}, indent=1))
+        os.replace(tmp, manifest_path)
 
     cases = []
     t0 = time.perf_counter()
@@ -189,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": per_param, "goals": goals,
         "n_with_warnings": sum(bool(c.get("warnings")) for c in ok),
         "timing": {"synthesis_wall_s": synth_s, "engine_cpu_s": engine_cpu, "inversion_wall_s": invert_s,
-                   "workers": args.workers},
+                   "workers": args.workers, "recordings_reused": len(reuse)},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "versions": versions(),
         "cases": cases,

@@ -332,3 +332,19 @@ def test_read_posterior_refuses_other_files(tmp_path: Path) -> None:
         read_posterior(text)
     with pytest.raises(DataError, match="no such file"):
         read_posterior(tmp_path / "none.nc")
+
+
+def test_the_shipped_default_model_loads_and_samples_inside_the_prior() -> None:
+    from acoustic_inv.models import EnsembleModel
+
+    posterior = Posterior.load()
+    assert posterior.metadata.scenario_name == "swellex96"
+    assert isinstance(posterior.model, EnsembleModel) and len(posterior.model.members) == 3
+    rng = np.random.default_rng(0)
+    shape = (len(posterior.freqs_hz), len(posterior.receiver_depths_m))
+    pressure = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    draws = posterior.sample(pressure, 300, seed=0)
+    prior = posterior.metadata.scenario().prior
+    low, high = np.asarray(prior.ppf(np.zeros((1, len(prior.units)))))[0], np.asarray(prior.ppf(np.ones((1, len(prior.units)))))[0]
+    assert draws.sizes == {"draw": 300, "param": 7}
+    assert np.all(draws.values >= low - 1e-9) and np.all(draws.values <= high + 1e-9)
