@@ -1113,7 +1113,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
-def goals(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def goals(results: dict[str, dict[str, Any]], n_posterior: int | None = None) -> dict[str, dict[str, Any]]:
     """MET / MISSED / n/a for each amortized method of ours against :data:`GOALS`.
 
     * calibration: largest per-parameter calibration error <= 0.03;
@@ -1121,8 +1121,12 @@ def goals(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     * NPE: at least as accurate as NPE on the same simulations: neither the mean C2ST nor the mean W2
       above NPE's by more than the standard error of the paired per-observation differences (a tie
       within the noise counts; :func:`_versus_npe`);
-    * speed: MCMC's mean chain time per observation over the method's median time to ``n_posterior``
-      draws of one observation >= 10^4.
+    * speed: MCMC's time to ``n_posterior`` effective draws of one observation (its measured seconds per
+      effective sample, mean over its observations, times ``n_posterior``) over the method's median time
+      to ``n_posterior`` independent draws >= 10^4. A chain's draws are correlated, so a posterior of as
+      many independent draws as the network gives costs MCMC that much longer than the chain it ran;
+      the ratio to the chain as run is reported beside it (and decides when ``n_posterior`` or the
+      chains' ESS is unknown).
     """
     npe = results.get("npe")
     mcmc = results.get("mcmc")
@@ -1147,12 +1151,19 @@ def goals(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if mcmc and mcmc.get("seconds", {}).get("mean") and _typical(r["sample_seconds"]):
             ratio = mcmc["seconds"]["mean"] / _typical(r["sample_seconds"])
             batched = r["calibration"].get("seconds_per_posterior_batched")
-            entry["speed"] = {"status": "MET" if ratio >= GOALS["speedup_vs_mcmc_min"] else "MISSED",
-                              "value": ratio,
+            per_ess = [o.get("seconds_per_ess") for o in mcmc.get("per_observation", [])]
+            per_ess = [v for v in per_ess if v is not None and math.isfinite(v)]
+            ratio_ess = (float(np.mean(per_ess)) * n_posterior / _typical(r["sample_seconds"])
+                         if per_ess and n_posterior else None)
+            deciding = ratio_ess if ratio_ess is not None else ratio
+            entry["speed"] = {"status": "MET" if deciding >= GOALS["speedup_vs_mcmc_min"] else "MISSED",
+                              "value": deciding,
+                              "value_equal_ess": ratio_ess,
+                              "value_chain_as_run": ratio,
                               "value_1000_batched": mcmc["seconds"]["mean"] / batched if batched else None,
                               "draws_batched": r["calibration"]["n_draws"],
-                              "goal": f">= {GOALS['speedup_vs_mcmc_min']:.0f}x (MCMC chain time / time to the "
-                                      "method's n_posterior draws)"}
+                              "goal": f">= {GOALS['speedup_vs_mcmc_min']:.0f}x (MCMC time to n_posterior effective "
+                                      "draws / the method's time to n_posterior draws)"}
         else:
             entry["speed"] = {"status": "n/a", "why": "no MCMC result"}
         out[name] = entry
@@ -1294,9 +1305,13 @@ def markdown(document: dict[str, Any]) -> str:
                 cells.append(f"{e['status']} (C2ST {_signed(e['c2st_minus_npe'])} ± {_fmt(e['c2st_standard_error'])}, "
                              f"W2 {_signed(e['w2_minus_npe'])} ± {_fmt(e['w2_standard_error'])})")
             else:
-                extra = (f"; {e['value_1000_batched']:.3g}x for {e['draws_batched']} draws in batches"
-                         if e.get("value_1000_batched") else "")
-                cells.append(f"{e['status']} ({e['value']:.3g}x{extra})")
+                if e.get("value_equal_ess") is not None:
+                    cells.append(f"{e['status']} ({e['value_equal_ess']:.3g}x at equal ESS; "
+                                 f"{e['value_chain_as_run']:.3g}x against the chain as run)")
+                else:
+                    extra = (f"; {e['value_1000_batched']:.3g}x for {e['draws_batched']} draws in batches"
+                             if e.get("value_1000_batched") else "")
+                    cells.append(f"{e['status']} ({e['value']:.3g}x{extra})")
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     mc = results.get("mcmc")
     if mc and not mc.get("failed"):
@@ -1328,9 +1343,10 @@ def markdown(document: dict[str, Any]) -> str:
               "time of the training call (sum of epoch times for a resumed run).",
               "- Goal \"as accurate as NPE\": mean C2ST minus NPE's and mean W2 minus NPE's, paired over the "
               "observations, each at most its standard error (W2 too, because C2ST saturates at 1 when both are far "
-              "off). Goal \"10^4x faster\": MCMC's chain time per observation over the method's time to "
-              f"{n_post} draws of one observation (and, in brackets, to {s['n_calibration_draws']} draws per observation "
-              "in batches of 100 observations)."]
+              "off). Goal \"10^4x faster\": MCMC's time to as many effective draws as the method gives "
+              f"({n_post}; its seconds per effective sample, mean over its observations, times {n_post}) over the "
+              f"method's time to {n_post} draws of one observation. The ratio to the chain as it ran (correlated "
+              "draws, far fewer effective ones) is given beside it."]
     return "\n".join(lines) + "\n"
 
 
@@ -1437,7 +1453,7 @@ def main(argv: list[str] | None = None) -> int:
                  "engine_options": run.grid.scenario.engine.options_dict},
         "reference": reference,
         "methods": results,
-        "goals": goals(results),
+        "goals": goals(results, settings.n_posterior),
         "goal_thresholds": GOALS,
         "paper_metric": PAPER_METRIC,
         "versions": _methods.versions(),

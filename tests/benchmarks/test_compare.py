@@ -155,11 +155,24 @@ def test_goals_and_table() -> None:
                  "settings": {"n_steps": 2000, "init": "bartlett"}},
         "broken": {"kind": "network", "failed": "training diverged"},
     }
-    goals = compare.goals(results)
+    raw = compare.goals(results)  # without n_posterior: the chain as run decides
+    assert raw["cinn_ml"]["speed"]["status"] == "MET"  # 300 s / 10 ms = 3e4
+    assert raw["cinn_ml"]["speed"]["value_equal_ess"] is None
+    goals = compare.goals(results, n_posterior=10_000)
     assert goals["cinn_ml"]["calibration"]["status"] == "MET"
     assert goals["cinn_ml"]["c2st"]["status"] == "MET"
     assert goals["cinn_ml"]["npe"]["status"] == "MET"
-    assert goals["cinn_ml"]["speed"]["status"] == "MET"  # 300 s / 10 ms = 3e4
+    speed = goals["cinn_ml"]["speed"]
+    assert speed["status"] == "MET"
+    assert speed["value_equal_ess"] == pytest.approx(2.5 * 10_000 / 0.01)  # s per ESS x draws / network time
+    assert speed["value_chain_as_run"] == pytest.approx(3e4)
+    # A short chain: 20 s as run misses 10^4 against 10 ms, but 10,000 effective draws cost it 25,000 s.
+    short = {**results, "mcmc": {**results["mcmc"], "seconds": compare._summary([20.0])}}
+    assert compare.goals(short)["cinn_ml"]["speed"]["status"] == "MISSED"
+    assert compare.goals(short, n_posterior=10_000)["cinn_ml"]["speed"]["status"] == "MET"
+    slow = {**results, "mcmc": {**results["mcmc"], "per_observation": [
+        {**results["mcmc"]["per_observation"][0], "seconds_per_ess": 0.005}]}}
+    assert compare.goals(slow, n_posterior=10_000)["cinn_ml"]["speed"]["status"] == "MISSED"  # 5e3x
     assert goals["inn_ml"]["calibration"]["status"] == "MISSED"
     assert goals["inn_ml"]["c2st"]["status"] == "MISSED"
     assert goals["inn_ml"]["npe"]["status"] == "MISSED"
