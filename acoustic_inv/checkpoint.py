@@ -28,10 +28,8 @@ it was introduced, load unchecked).
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +39,7 @@ import torch
 
 import acoustic_inv
 from acoustic_inv.errors import DataError
+from acoustic_inv.fileio import atomic_path
 from acoustic_inv.models import CINN, INN, EnsembleModel, PosteriorModel
 from acoustic_inv.sources import ParamInfo
 from acoustic_inv.train_config import TrainConfig
@@ -203,18 +202,8 @@ def model_record(
 
 
 def _atomic_save(obj: Mapping[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is an ordinary file
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(dict(obj), handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(dict(obj), handle)
 
 
 def save_model(

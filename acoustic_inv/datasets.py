@@ -43,7 +43,6 @@ import queue
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ import numpy as np
 import xarray as xr
 
 from acoustic_inv.errors import ConfigError, DataError, UserError
+from acoustic_inv.fileio import atomic_write_bytes, atomic_write_json, atomic_write_netcdf
 from acoustic_inv.observation import ObservationModel
 from acoustic_inv.scenario import Scenario, load_scenario, scenario_from_text
 from acoustic_inv.simulation import ChunkResult, Runner, Simulator
@@ -79,46 +79,9 @@ def chunk_path(path: Path, index: int) -> Path:
     return Path(path) / CHUNK_DIR / f"chunk-{index:06d}.nc"
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second (the ``created`` stamps of datasets and grids)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
-
-
-def _atomic_write_netcdf(path: Path, root: xr.Dataset, groups: dict[str, xr.Dataset] | None = None) -> None:
-    """Writes a netCDF file under a temporary name in the same directory, then renames it."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        root.to_netcdf(tmp, engine=_ENGINE, format="NETCDF4")
-        for name, group in (groups or {}).items():
-            group.to_netcdf(tmp, mode="a", group=name, engine=_ENGINE, format="NETCDF4")
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -390,7 +353,7 @@ def _new_meta(scenario: Scenario, seed: int, n_samples: int, chunk_size: int, n_
         "noise": {"model": scenario.noise.model,
                   "snr_db": scenario.noise.snr_db.to_dict() if scenario.noise.snr_db else None},
         "versions": versions(),
-        "created": _now(),
+        "created": utc_now(),
     }
 
 
@@ -426,14 +389,14 @@ def _prepare_directory(path: Path, meta: dict[str, Any], scenario_text: str, for
             if old.get("status") == "complete":
                 raise DataError(f"{path} is a finished dataset ({old['n_samples']} samples); pass --force "
                                 "to overwrite it")
-            meta = {**meta, "created": old.get("created", meta["created"]), "resumed": _now()}
+            meta = {**meta, "created": old.get("created", meta["created"]), "resumed": utc_now()}
     elif path.is_dir() and any(path.iterdir()):
         raise DataError(f"{path}: exists, is not empty and is not an acoustic-inv dataset; "
                         "choose another --out")
     # meta.json first: from then on the directory is recognisably ours, wherever a kill interrupts.
     path.mkdir(parents=True, exist_ok=True)
-    _atomic_write_json(path / META, meta)
-    _atomic_write_bytes(path / SCENARIO_COPY, scenario_text.encode("utf-8"))
+    atomic_write_json(path / META, meta)
+    atomic_write_bytes(path / SCENARIO_COPY, scenario_text.encode("utf-8"))
     (path / CHUNK_DIR).mkdir(exist_ok=True)
     for stale in (path / CHUNK_DIR).glob(".chunk-*.tmp"):
         stale.unlink(missing_ok=True)
@@ -458,7 +421,8 @@ def _simulate_chunk(scenario: Scenario, seed: int, start: int, stop: int,
     return simulator.simulate(seed, range(start, stop), on_sample=on_sample)
 
 
-def _worker_init(progress: Any = None) -> None:
+def worker_init(progress: Any = None) -> None:
+    """Initializer of the simulation worker processes (progress counter, die with the parent)."""
     global _PROGRESS
     _PROGRESS = progress
     # Die with the parent: a killed `simulate` must not leave workers computing orphaned chunks.
@@ -472,7 +436,8 @@ def _worker_init(progress: Any = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
+def pool_context() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context of the simulation worker pools (``spawn``; see the comment)."""
     # spawn: each worker is a fresh interpreter and a direct child of this process. Not fork: forking
     # after the engine's threads have run can deadlock. Not forkserver: its workers are children of
     # the server, which outlives a killed parent, so they would go on computing orphaned chunks.
@@ -502,10 +467,10 @@ def _drain(progress: Any, on_sample: Callable[[int], None]) -> None:
 
 def _run_pool(scenario: Scenario, seed: int, tasks: list[Task], runner: Runner | None, workers: int,
               on_sample: Callable[[int], None]) -> Iterator[tuple[int, ChunkResult]]:
-    context = _pool_context()
+    context = pool_context()
     progress = context.Queue()
     executor = concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(progress,))
+        max_workers=workers, mp_context=context, initializer=worker_init, initargs=(progress,))
     try:
         futures = {executor.submit(_simulate_chunk, scenario, seed, start, stop, runner): chunk
                    for chunk, start, stop in tasks}
@@ -633,7 +598,7 @@ def generate(scenario: Scenario | str | os.PathLike[str], out: str | os.PathLike
             root, failures = chunk_to_datasets(result, scenario, seed, chunk, chunk_size, feature_names)
             target = chunk_path(path, chunk)
             if not target.exists():  # finished chunks are never rewritten
-                _atomic_write_netcdf(target, root, {"failures": failures})
+                atomic_write_netcdf(target, root, {"failures": failures})
             written += 1
             computed += len(result.indices)
             engine_seconds += result.engine_seconds
@@ -646,10 +611,10 @@ def generate(scenario: Scenario | str | os.PathLike[str], out: str | os.PathLike
         bar.close()
 
     failures = read_failures(path)
-    _atomic_write_netcdf(path / FAILURES, failures)
+    atomic_write_netcdf(path / FAILURES, failures)
     n_failed = int(failures.sizes.get("failure", 0))
-    meta.update(status="complete", finished=_now(), n_failed=n_failed, n_ok=n_samples - n_failed)
-    _atomic_write_json(path / META, meta)
+    meta.update(status="complete", finished=utc_now(), n_failed=n_failed, n_ok=n_samples - n_failed)
+    atomic_write_json(path / META, meta)
     return GenerationReport(path=path, n_samples=n_samples, n_ok=n_samples - n_failed, n_failed=n_failed,
                             chunks_written=written, chunks_skipped=skipped, samples_computed=computed,
                             elapsed_s=time.perf_counter() - started, engine_seconds=engine_seconds)
@@ -841,15 +806,15 @@ def split_dataset(path: str | os.PathLike[str], fractions: Sequence[float], *,
                 pressure_imag=pressure.imag.assign_attrs(units="1", long_name="noise-free complex pressure, imaginary part"))
             piece.attrs = {k2: v for k2, v in piece.attrs.items() if k2 != "n_failed"}
             piece.attrs.update(chunk_index=c, split=name)
-            _atomic_write_netcdf(chunk_path(target, c), piece)
+            atomic_write_netcdf(chunk_path(target, c), piece)
         part_meta = {**meta, "n_samples": int(part.sizes["sample"]), "n_ok": int(part.sizes["sample"]),
                      "n_failed": 0, "n_chunks": math.ceil(part.sizes["sample"] / chunk_size),
-                     "status": "complete", "created": _now(),
+                     "status": "complete", "created": utc_now(),
                      "split": {"of": str(path), "name": name, "fractions": fractions, "names": names,
                                "seed": int(seed)}}
-        _atomic_write_bytes(target / SCENARIO_COPY, scenario_text.encode("utf-8"))
-        _atomic_write_netcdf(target / FAILURES, _concat_failures([], meta))
-        _atomic_write_json(target / META, part_meta)
+        atomic_write_bytes(target / SCENARIO_COPY, scenario_text.encode("utf-8"))
+        atomic_write_netcdf(target / FAILURES, _concat_failures([], meta))
+        atomic_write_json(target / META, part_meta)
     return targets
 
 

@@ -6,8 +6,6 @@ Every function writes the figure to ``out`` (format from the suffix) atomically 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,17 +23,15 @@ if TYPE_CHECKING:
 
 def save_figure(fig: "plt.Figure", out: str | Path, dpi: int = 150) -> Path:
     """Saves ``fig`` to ``out`` through a temporary file in the same folder, then closes it."""
+    from acoustic_inv.fileio import atomic_path
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=out.suffix or ".png", dir=out.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, out)
+        # savefig infers the format from the name, so the temporary file keeps the target's suffix.
+        with atomic_path(out, suffix=out.suffix or ".png", fsync=False) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ import xarray as xr
 
 import acoustic_inv
 from acoustic_inv.errors import ConfigError, DataError
+from acoustic_inv.fileio import atomic_write_netcdf
 from acoustic_inv.model_metadata import ModelMetadata
 from acoustic_inv.observation import ObservationModel
 from acoustic_inv.resources import DATA_DIR
@@ -355,7 +355,7 @@ class InversionResult:
                   "observed_data": self._observed_group()}
         if self.check is not None:
             groups["predictive_check"] = self.check.to_dataset()
-        return _atomic_netcdf(Path(path), xr.Dataset(attrs=self._root_attrs()), groups)
+        return atomic_write_netcdf(Path(path), xr.Dataset(attrs=self._root_attrs()), groups)
 
     # -- JSON ----------------------------------------------------------------------------------
 
@@ -386,22 +386,6 @@ class InversionResult:
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         """Writes :meth:`to_json_dict` atomically; returns the path."""
         return write_json(path, self.to_json_dict())
-
-
-def _atomic_netcdf(path: Path, root: xr.Dataset, groups: Mapping[str, xr.Dataset]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        root.to_netcdf(tmp, mode="w", engine="netcdf4", format="NETCDF4")
-        for group, ds in groups.items():
-            ds.to_netcdf(tmp, mode="a", group=group, engine="netcdf4", format="NETCDF4")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 @dataclass(frozen=True, eq=False)

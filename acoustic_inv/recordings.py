@@ -34,7 +34,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from acoustic_inv.errors import ConfigError, DataError
+from acoustic_inv.fileio import atomic_write_bytes, atomic_write_netcdf
 
 __all__ = [
     "CHANNEL_ORDERS",
@@ -511,7 +511,7 @@ def write_wav(path: str | os.PathLike[str], recording: Recording, sidecar: bool 
     body += b"data" + struct.pack("<I", len(payload))
     header = b"RIFF" + struct.pack("<I", len(body) + len(payload) + (len(payload) & 1)) + body
     out = Path(path)
-    _atomic_write(out, [header, payload, b"\x00" if len(payload) & 1 else b""])
+    atomic_write_bytes(out, [header, payload, b"\x00" if len(payload) & 1 else b""])
     if sidecar:
         _write_sidecar(out, recording, channel_order, scale)
     return out
@@ -525,7 +525,7 @@ def _write_sidecar(path: Path, recording: Recording, channel_order: str, full_sc
         table["source_tones_hz"] = list(recording.source_tones_hz)
     if full_scale is not None:
         table["full_scale"] = full_scale
-    _atomic_write(sidecar_path(path), [(json.dumps(table, indent=2) + "\n").encode("utf-8")])
+    atomic_write_bytes(sidecar_path(path), [(json.dumps(table, indent=2) + "\n").encode("utf-8")])
 
 
 # --- netCDF -------------------------------------------------------------------------------------
@@ -607,17 +607,7 @@ def write_netcdf(path: str | os.PathLike[str], recording: Recording) -> Path:
     if recording.source_tones_hz is not None:
         ds.attrs["source_tones_hz"] = np.asarray(recording.source_tones_hz)
     ds["pressure"].attrs.pop("source_tones_hz", None)
-    out = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp)
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write_netcdf(path, ds)
 
 
 # --- SIO ----------------------------------------------------------------------------------------
@@ -801,34 +791,13 @@ def write_sio(path: str | os.PathLike[str], recording: Recording, *, dtype: str 
     header = struct.pack(f"{order}8i", 0, n_blocks * nc, rl, nc, width, is_real, n, SIO_BYTE_ORDER_CONSTANT)
     header += name.ljust(24, b"\x00") + note.ljust(72, b"\x00")
     header = header.ljust(rl, b"\x00")
-    _atomic_write(out, [header, np.ascontiguousarray(records).tobytes()])
+    atomic_write_bytes(out, [header, np.ascontiguousarray(records).tobytes()])
     if sidecar:
         _write_sidecar(out, recording, channel_order, scale)
     return out
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _default_mode() -> int:
-    """Permissions of a new file under the current umask (mkstemp's files are private)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic_write(path: Path, parts: Sequence[bytes]) -> None:
-    """Write bytes to a temporary file beside ``path``, then move it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for part in parts:
-                f.write(part)
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_finite(p: np.ndarray, where: str) -> None:

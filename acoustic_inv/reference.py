@@ -76,15 +76,8 @@ import numpy as np
 import xarray as xr
 from scipy import special
 
-from acoustic_inv.datasets import (
-    _atomic_write_json,
-    _atomic_write_netcdf,
-    _now,
-    _pool_context,
-    _worker_init,
-    engine_version,
-    versions,
-)
+from acoustic_inv.datasets import engine_version, pool_context, utc_now, versions, worker_init
+from acoustic_inv.fileio import atomic_write_json, atomic_write_netcdf
 from acoustic_inv.errors import ConfigError, DataError
 from acoustic_inv.likelihood import (
     DEFAULT_SNR_NODES,
@@ -371,7 +364,7 @@ def _write_block(parts: Path, start: int, result: Evaluation) -> None:
         "error": (("point",), np.array(result.errors, dtype=object)),
         "engine_cpu_s": (("point",), result.cpu_s, {"units": "s"}),
     })
-    _atomic_write_netcdf(_block_path(parts, start), ds)
+    atomic_write_netcdf(_block_path(parts, start), ds)
 
 
 def _grid_dataset(scenario: Scenario, spec: GridSpec, pressure: np.ndarray, errors: np.ndarray,
@@ -411,7 +404,7 @@ def _grid_dataset(scenario: Scenario, spec: GridSpec, pressure: np.ndarray, erro
         "reference_receiver": int(scenario.observation.reference_receiver),
         "n_failed": int(failed.sum()),
         "versions": json.dumps(versions(), sort_keys=True),
-        "created": _now(),
+        "created": utc_now(),
         "Conventions": "CF-1.8",
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)
@@ -498,7 +491,7 @@ def simulate_grid(scenario: Scenario | str | os.PathLike[str], out_path: str | o
             settings = old
     if not parts.exists():
         parts.mkdir(parents=True)
-        _atomic_write_json(parts / _SETTINGS, settings)
+        atomic_write_json(parts / _SETTINGS, settings)
     for stale in parts.glob(".*.tmp"):
         stale.unlink(missing_ok=True)
 
@@ -526,7 +519,7 @@ def simulate_grid(scenario: Scenario | str | os.PathLike[str], out_path: str | o
         bar.close()
 
     pressure, errors, cpu = _merge_blocks(parts, spec, scenario)
-    _atomic_write_netcdf(path, _grid_dataset(scenario, spec, pressure, errors, cpu))
+    atomic_write_netcdf(path, _grid_dataset(scenario, spec, pressure, errors, cpu))
     shutil.rmtree(parts, ignore_errors=True)
     n_failed = int(sum(1 for e in errors if e))
     return GridReport(path, spec.n_points, n_failed, computed, resumed, time.perf_counter() - started,
@@ -543,8 +536,8 @@ def _evaluate_blocks(scenario: Scenario, theta: np.ndarray, starts: list[int], b
             yield start, evaluate_points(scenario, theta[start:start + block_size], runner,
                                          on_point=lambda: on_points(1))
         return
-    executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
-                                                      initializer=_worker_init)
+    executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(),
+                                                      initializer=worker_init)
     try:
         futures = {executor.submit(evaluate_points, scenario, theta[s:s + block_size], runner): s
                    for s in starts}

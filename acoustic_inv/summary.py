@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
+
+from acoustic_inv.fileio import atomic_write_text
 
 
 DEFAULT_LEVELS = (0.9, 0.95)
@@ -165,21 +165,6 @@ def summary_to_json(summary: xr.Dataset) -> dict[str, Any]:
     names = [str(n) for n in summary["param"].values]
     return {"parameters": out, "correlation": {"params": names,
                                                "matrix": np.asarray(summary["correlation"].values).tolist()}}
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Writes text through a temporary file in the same folder, then renames it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def write_json(path: str | Path, document: dict[str, Any]) -> Path:

@@ -212,7 +212,7 @@ def write_synthetic(path: str | os.PathLike[str], synthetic: SyntheticRecording,
     Returns:
         The WAV path.
     """
-    from acoustic_inv.summary import atomic_write_text
+    from acoustic_inv.fileio import atomic_write_text
 
     out = write_wav(path, synthetic.recording, sidecar=True, dtype=dtype)
     side = sidecar_path(out)
