@@ -12,8 +12,9 @@ the simulator's noise realization beside them, and returns a sampler):
 * ``npe``: sbi's NPE (neural posterior estimation, "NPE-C") with ``density_estimator="zuko_nsf"``
   and sbi's default training (batches of 200, learning rate 5e-4, early stopping after 20 epochs);
 * ``cinn``, ``inn``: acoustic-inv's conditional INN and padded INN (``acoustic_inv.training.fit``),
-  default :class:`~acoustic_inv.train_config.TrainConfig` of the architecture unless a config file
-  is given (``--cinn-config``, ``--inn-config``). An INN in ``noise_mode = "theta_pad"`` gets the
+  trained with the configs of ``benchmarks/configs/`` (``sbibm-cinn.toml``, ``sbibm-inn.toml``: the
+  ones of the README's table and ``benchmarks/losses.md``), or others given with ``--cinn-config`` /
+  ``--inn-config`` (``defaults``: the plain :class:`~acoustic_inv.train_config.TrainConfig`). An INN in ``noise_mode = "theta_pad"`` gets the
   simulator's noise variables of every training pair (``_tasks.Task.simulate_with_noise``: the
   standard normals behind the draw; the same simulation set) on its parameter side, so its forward
   map is deterministic (``benchmarks/losses.md``); NPE and the cINN see only ``(theta, x)``.
@@ -36,9 +37,8 @@ Usage::
     python benchmarks/sbibm.py --quick                  # smoke test, well under a minute
     python benchmarks/sbibm.py                          # full run; see the timing below
     python benchmarks/sbibm.py --tasks slcp --methods npe cinn --n-obs 5
-    python benchmarks/sbibm.py --methods inn --c2st fast --inn-config benchmarks/configs/sbibm-inn.toml
-    python benchmarks/sbibm.py --c2st fast --cinn-config benchmarks/configs/sbibm-cinn.toml \
-        --inn-config benchmarks/configs/sbibm-inn.toml   # the configs of benchmarks/losses.md
+    python benchmarks/sbibm.py --c2st fast --n-obs 3    # the README's table
+    python benchmarks/sbibm.py --methods inn --inn-config defaults   # the untuned INN
 
 Expected time of the full run (10 000 simulations, 10 000 draws, 3 tasks x 3 methods, 2 busy
 cores; epoch times measured, epoch counts estimated): training NPE about 1.5 s per epoch (sbi's
@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 _HERE = Path(__file__).resolve().parent
+DEFAULT_CONFIGS = {"cinn": _HERE / "configs" / "sbibm-cinn.toml", "inn": _HERE / "configs" / "sbibm-inn.toml"}
 _ROOT = _HERE.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
@@ -409,8 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--c2st", choices=["sbibm", "fast", "both"], default=None,
                         help="C2ST classifier(s); default both (fast with --quick)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
-    parser.add_argument("--cinn-config", type=Path, default=None, help="TrainConfig file for cinn")
-    parser.add_argument("--inn-config", type=Path, default=None, help="TrainConfig file for inn")
+    parser.add_argument("--cinn-config", default=str(DEFAULT_CONFIGS["cinn"]),
+                        help="TrainConfig file for cinn (default: benchmarks/configs/sbibm-cinn.toml, the "
+                             "tuned one of the README's table; 'defaults': the TrainConfig defaults)")
+    parser.add_argument("--inn-config", default=str(DEFAULT_CONFIGS["inn"]),
+                        help="TrainConfig file for inn (default: benchmarks/configs/sbibm-inn.toml; "
+                             "'defaults': the TrainConfig defaults, an INN in 'y' noise mode)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 1000 simulations, 1 observation, 1000 draws, few epochs")
     parser.add_argument("--out", type=Path, default=None)
@@ -426,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         c2st=args.c2st or ("fast" if quick else "both"),
         threads=args.threads,
         config_files={
-            k: str(v) for k, v in (("cinn", args.cinn_config), ("inn", args.inn_config)) if v is not None
+            k: str(v) for k, v in (("cinn", args.cinn_config), ("inn", args.inn_config)) if v != "defaults"
         },
     )
     if not 1 <= settings.n_obs <= _tasks.N_OBSERVATIONS:
