@@ -392,46 +392,66 @@ def plot_training(data: TrainingPlotData, out: str | Path) -> Path:
 
 
 def plot_calibration(evaluation: "Evaluation", out: str | Path) -> Path:
-    """Calibration of an amortized posterior: per-parameter expected coverage, TARP, SBC ranks.
+    """Calibration of an amortized posterior: per-parameter expected coverage, TARP, calibration error
+    and SBC ranks.
+
+    The top row holds the summaries (coverage of central intervals against the credible level, TARP,
+    the largest coverage error per parameter as bars with the issue's 0.03 goal marked); below it, one
+    rank histogram per parameter, at most four to a row, with the 95 % band of a uniform histogram.
 
     Args:
         evaluation: An :class:`acoustic_inv.evaluate.Evaluation` (everything already computed).
         out: Output image path.
     """
     d = len(evaluation.param_names)
-    fig, axes = plt.subplots(2, max(d, 2), figsize=(3.0 * max(d, 2), 6.0), squeeze=False)
-    ax = axes[0, 0]
-    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+    per_row = min(d, 4)
+    rank_rows = math.ceil(d / per_row)
+    fig = plt.figure(figsize=(13.0, 3.6 + 2.6 * rank_rows))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3.6, 2.6 * rank_rows])
+    ax_cov, ax_tarp, ax_err = top.subplots(1, 3, gridspec_kw={"width_ratios": [1.3, 1.0, 1.0]})
+    ax_cov.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
     for j, name in enumerate(evaluation.param_names):
-        ax.plot(evaluation.levels, evaluation.coverage[:, j], marker=".", label=_short(name))
-    ax.set_xlabel("credible level")
-    ax.set_ylabel("empirical coverage")
-    ax.set_title("expected coverage (central intervals)", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
-    ax = axes[0, 1]
-    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
-    ax.plot(evaluation.tarp_alpha, evaluation.tarp_ecp, color="C3")
-    ax.set_xlabel("credibility level")
-    ax.set_ylabel("expected coverage")
-    ax.set_title(f"TARP (ATC {evaluation.tarp_atc:+.3f})", fontsize=9)
-    for k in range(2, axes.shape[1]):
-        axes[0, k].axis("off")
+        ax_cov.plot(evaluation.levels, evaluation.coverage[:, j], marker=".", ms=4, lw=1.2, label=_short(name))
+    ax_cov.set_xlabel("credible level")
+    ax_cov.set_ylabel("empirical coverage")
+    ax_cov.set_title("coverage of central intervals\n(above the diagonal: too wide)", fontsize=9)
+    ax_cov.legend(fontsize=7, loc="upper left", frameon=False)
+    ax_tarp.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+    ax_tarp.plot(evaluation.tarp_alpha, evaluation.tarp_ecp, color="C3")
+    ax_tarp.set_xlabel("credibility level")
+    ax_tarp.set_ylabel("expected coverage")
+    ax_tarp.set_title(f"TARP, all parameters jointly\n(ATC {evaluation.tarp_atc:+.3f}; 0 when calibrated)", fontsize=9)
+    names = [_short(n) for n in evaluation.param_names]
+    errors = np.asarray(evaluation.calibration_error, dtype=float)
+    # Sign: over-covering (too wide) or under-covering (too narrow) at the level of the largest error.
+    worst = np.argmax(np.abs(evaluation.coverage - evaluation.levels[:, None]), axis=0)
+    wide = evaluation.coverage[worst, np.arange(d)] > evaluation.levels[worst]
+    colors = ["C0" if w else "C3" for w in wide]
+    ax_err.barh(np.arange(d), errors, color=colors, height=0.6)
+    ax_err.axvline(0.03, color="0.3", lw=1, ls=":")
+    ax_err.set_yticks(np.arange(d), names, fontsize=7)
+    ax_err.invert_yaxis()
+    ax_err.set_xlabel("calibration error (max |coverage - level|)")
+    ax_err.set_title("per parameter (blue: too wide, red: too narrow;\ndotted: 0.03)", fontsize=9)
+    axes = np.atleast_1d(bottom.subplots(rank_rows, per_row, squeeze=False)).ravel()
     n_bins = 20
+    expected = evaluation.n_obs / n_bins
+    band = 2.0 * np.sqrt(expected * (1 - 1 / n_bins))
     for j, name in enumerate(evaluation.param_names):
-        ax = axes[1, j]
-        ranks = evaluation.sbc_ranks[:, j]
-        ax.hist(ranks, bins=n_bins, range=(0, evaluation.n_draws + 1), color="C0", alpha=0.8)
-        expected = evaluation.n_obs / n_bins
-        band = 2.0 * np.sqrt(expected * (1 - 1 / n_bins))
+        ax = axes[j]
+        ax.hist(evaluation.sbc_ranks[:, j], bins=n_bins, range=(0, evaluation.n_draws + 1), color="C0", alpha=0.8)
         ax.axhspan(expected - band, expected + band, color="0.85", zorder=0)
         ax.axhline(expected, color="0.4", lw=1)
         unit = evaluation.param_units[j]
-        ax.set_title(f"{_short(name)} ({unit})\nSBC p = {evaluation.sbc_p_value[j]:.3f}", fontsize=8)
-        ax.set_xlabel("rank of truth")
+        ax.set_title(f"{_short(name)} ({unit}): SBC p = {evaluation.sbc_p_value[j]:.3f}", fontsize=8)
+        ax.set_xlabel("rank of the truth among the draws", fontsize=8)
         ax.set_yticks([])
-    for k in range(d, axes.shape[1]):
-        axes[1, k].axis("off")
+    for ax in axes[d:]:
+        ax.axis("off")
+    bottom.suptitle("rank histograms (U: too narrow; hump: too wide; slope: biased)", fontsize=9)
     fig.suptitle(f"calibration on {evaluation.n_obs} held-out simulations ({evaluation.n_draws} draws each)",
                  fontsize=10)
-    fig.tight_layout()
+    top.subplots_adjust(left=0.07, right=0.98, bottom=0.2, top=0.78, wspace=0.45)
+    bottom.subplots_adjust(left=0.03, right=0.98, bottom=0.12 / rank_rows, top=1 - 0.15 / rank_rows,
+                           hspace=0.55, wspace=0.12)
     return save_figure(fig, out)
