@@ -151,8 +151,12 @@ def fit_network(
     out: str | Path | None = None,
     progress: bool = False,
     noise: np.ndarray | None = None,
+    members: int = 1,
 ) -> Fitted:
     """Trains acoustic-inv's INN or cINN with :func:`acoustic_inv.training.fit`.
+
+    With ``members > 1``, trains that many networks from seeds ``seed, seed + 1, ...`` and pools them
+    into an equal-weight :class:`~acoustic_inv.models.EnsembleModel` (a deep ensemble).
 
     Args:
         theta: Training parameters, shape (n, d), parameter units.
@@ -164,6 +168,7 @@ def fit_network(
         progress: Show per-epoch progress.
         noise: The simulator's noise realization behind each row, shape (n, k), for the INN's
             ``theta_pad`` mode (:class:`acoustic_inv.sources.InMemorySource` ``noise=``).
+        members: Networks in the ensemble (1: a single network).
 
     Raises:
         acoustic_inv.errors.UserError: for a bad configuration or a diverging run.
@@ -172,9 +177,18 @@ def fit_network(
     from acoustic_inv.train_config import TrainConfig
     from acoustic_inv.training import fit
 
+    from dataclasses import replace
+
+    from acoustic_inv.models import EnsembleModel
+
     config = TrainConfig.from_dict(dict(values), source=source)
-    result = fit(InMemorySource(theta, x, params, noise=noise), config, out=out, progress=progress)
-    model = result.model
+    data = InMemorySource(theta, x, params, noise=noise)
+    results = []
+    for k in range(members):
+        member_out = out if out is None or members == 1 else Path(out).with_name(f"{Path(out).stem}-{k}.pt")
+        results.append(fit(data, replace(config, seed=config.seed + k), out=member_out, progress=progress))
+    result = results[0]
+    model = result.model if members == 1 else EnsembleModel([r.model for r in results])
 
     def sample(x_o: np.ndarray, n: int, seed: int) -> np.ndarray:
         return model.sample(np.asarray(x_o, dtype=np.float64), n, seed=seed).numpy()
@@ -183,21 +197,22 @@ def fit_network(
         draws = model.sample(np.asarray(x_b, dtype=np.float64), n, seed=seed).numpy()  # (n, b, d)
         return draws.transpose(1, 0, 2)
 
-    seconds = [h.get("seconds") for h in result.history if h.get("seconds") is not None]
-    return Fitted(
-        sample=sample,
-        sample_batch=sample_batch,
-        details={
-            "config": config.to_dict(),
-            "epochs": len(result.history),
-            "best_epoch": result.best_epoch,
-            "stopped_early": result.stopped_early,
-            "resumed_from_epoch": result.resumed_from_epoch,
-            "epoch_seconds_sum": round(float(sum(seconds)), 1) if seconds else None,
-            "final_val": result.history[-1]["val"] if result.history else None,
-            "n_network_parameters": sum(p.numel() for p in model.network.parameters()),
-        },
-    )
+    seconds = [h.get("seconds") for r in results for h in r.history if h.get("seconds") is not None]
+    details = {
+        "config": config.to_dict(),
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "epoch_seconds_sum": round(float(sum(seconds)), 1) if seconds else None,
+        "final_val": result.history[-1]["val"] if result.history else None,
+        "n_network_parameters": sum(p.numel() for r in results for p in r.model.network.parameters()),
+    }
+    if members > 1:
+        details["members"] = [{"seed": config.seed + k, "epochs": len(r.history), "best_epoch": r.best_epoch,
+                               "resumed_from_epoch": r.resumed_from_epoch} for k, r in enumerate(results)]
+        details["resumed_from_epoch"] = max(r.resumed_from_epoch for r in results)
+    return Fitted(sample=sample, sample_batch=sample_batch, details=details)
 
 
 def versions() -> dict[str, Any]:

@@ -14,6 +14,8 @@ same first ``--n-train`` samples of ``--data`` and scored on the same test simul
   form ``fdiv_joint``; divergences KL, reverse KL, Jensen-Shannon, Pearson chi^2, squared Hellinger,
   GAN), Ardizzone et al. (2018) MMD, or maximum likelihood on ``z``;
 * ``cinn_ml``: the conditional INN, maximum likelihood;
+* ``cinn_ens3``: a deep ensemble of three such cINNs from consecutive seeds, pooled as an equal-weight
+  mixture (:class:`acoustic_inv.models.EnsembleModel`, as the shipped SWellEx-96 model);
 * ``npe``: sbi's NPE (``zuko_nsf``) with sbi's default training;
 * ``bartlett``: the classical matched-field point estimate, the grid cell of largest incoherent
   multi-tone Bartlett power (mean over tones of the normalised ``|u^H g|^2``) over the reference
@@ -185,6 +187,8 @@ def _registry() -> dict[str, Method]:
                "compare-inn-mmd.toml"),
         Method("inn_ml", "network", "INN", "INN, maximum likelihood on z (ml_z) + mse_y", "compare-inn-ml.toml"),
         Method("cinn_ml", "network", "cINN", "cINN, maximum likelihood", "compare-cinn-ml.toml"),
+        Method("cinn_ens3", "network", "cINN", "deep ensemble of 3 cINNs (seeds s, s+1, s+2), maximum likelihood",
+               "compare-cinn-ml.toml", {"ensemble_members": 3}),
         Method("npe", "npe", "sbi", "sbi 0.27 NPE, zuko_nsf, sbi's default training", "compare-npe.toml"),
         Method("bartlett", "bartlett", "classical",
                "Bartlett matched-field grid search (incoherent over tones): point estimate"),
@@ -200,7 +204,7 @@ METHODS: dict[str, Method] = _registry()
 #: Jensen-Shannon, and one of every other family.
 DEFAULT_METHODS = (
     *[f"inn_fdiv_inverse_{k}" for k in DIVERGENCES],
-    "inn_fdiv_joint_js", "inn_mmd", "inn_ml", "cinn_ml", "npe", "bartlett", "mcmc",
+    "inn_fdiv_joint_js", "inn_mmd", "inn_ml", "cinn_ml", "cinn_ens3", "npe", "bartlett", "mcmc",
 )
 #: What ``--quick`` runs without ``--methods``: one of every family.
 QUICK_METHODS = ("inn_fdiv_inverse_js", "inn_fdiv_joint_js", "inn_mmd", "inn_ml", "cinn_ml", "npe", "bartlett", "mcmc")
@@ -878,6 +882,7 @@ class Run:
 
         s = self.settings
         values = {**values, "seed": s.seed}
+        members = int(values.pop("ensemble_members", 1))
         noise = None
         if values.get("architecture") == "inn" and values.get("noise_mode", "y") == "theta_pad":
             noise = self.simulator_noise()
@@ -885,7 +890,8 @@ class Run:
         started = time.perf_counter()
         try:
             fitted = _methods.fit_network(self.train.theta, self.train.x, self.train.params, values,
-                                          source=method.config or method.name, out=folder / "model.pt", noise=noise)
+                                          source=method.config or method.name, out=folder / "model.pt", noise=noise,
+                                          members=members)
         except UserError as error:
             self.log(f"{method.name}: failed: {error}")
             return {"failed": str(error), "train_seconds": round(time.perf_counter() - started, 1)}

@@ -25,4 +25,4 @@ complete "$DATA/vina-gi-test" || "$ACI" simulate --scenario vina-gi -n 1000 --ou
 
 "$PY" benchmarks/compare.py --data "$TRAIN" --test "$DATA/vina-gi-test" --grid "$DATA/vina-gi-grid41.nc" \
     --n-train 15000 --n-obs 5 --n-posterior 5000 --mcmc-obs 2 --mcmc-steps 1000 \
-    --methods cinn_ml npe bartlett inn_fdiv_inverse_js inn_mmd inn_ml mcmc "$@"
+    --methods cinn_ml cinn_ens3 npe bartlett inn_fdiv_inverse_js inn_mmd inn_ml mcmc "$@"

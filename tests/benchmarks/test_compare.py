@@ -201,9 +201,29 @@ def test_every_registered_method_has_a_readable_configuration() -> None:
         if method.kind == "network":
             from acoustic_inv.train_config import TrainConfig
 
+            members = values.pop("ensemble_members", 1)
+            assert isinstance(members, int) and members >= 1
             config = TrainConfig.from_dict({**values, "seed": 0}, source=method.name)
             assert config.epochs == 2
         elif method.kind == "npe":
             assert values["density_estimator"] == "zuko_nsf" and values["max_num_epochs"] == 2
     assert set(compare.DEFAULT_METHODS) <= set(compare.METHODS)
     assert set(compare.QUICK_METHODS) <= set(compare.METHODS)
+
+
+def test_an_ensemble_method_trains_its_members_from_consecutive_seeds(tmp_path: Path) -> None:
+    from acoustic_inv.sources import ParamInfo
+
+    _methods = compare._methods
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(0.0, 1.0, size=(300, 2))
+    x = np.column_stack([theta.sum(1), theta[:, 0] - theta[:, 1], theta[:, 0] ** 2]) + 0.05 * rng.normal(size=(300, 3))
+    params = [ParamInfo("a", "1", 0.0, 1.0), ParamInfo("b", "1", 0.0, 1.0)]
+    values = {"architecture": "cinn", "n_blocks": 2, "hidden_width": 16, "embed_dim": 4, "epochs": 2, "seed": 7}
+    fitted = _methods.fit_network(theta, x, params, values, source="test", out=tmp_path / "model.pt", members=3)
+    assert [m["seed"] for m in fitted.details["members"]] == [7, 8, 9]
+    assert sorted(p.name for p in tmp_path.glob("model-*.pt")) == ["model-0.pt", "model-1.pt", "model-2.pt"]
+    assert fitted.sample(x[0], 31, 0).shape == (31, 2)
+    assert fitted.sample_batch(x[:4], 10, 0).shape == (4, 10, 2)
+    single = _methods.fit_network(theta, x, params, values, source="test")
+    assert "members" not in single.details
