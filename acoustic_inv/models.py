@@ -261,8 +261,12 @@ class CINN(InvertibleBlock):
         """Posterior draws of standardized ``theta``: shape (n, b, d) for ``x`` of shape (b, m)."""
         b = x.shape[0]
         z = torch.randn(n * b, self.n_params, dtype=x.dtype, device=x.device)
-        c = x.unsqueeze(0).expand(n, b, self.n_features).reshape(n * b, self.n_features)
-        return self.inverse(z, c)[0].reshape(n, b, self.n_params)
+        self._check(z[:b], x)
+        # Embed each observation once, not once per draw: the embedding is a deterministic function
+        # of x, and for one observation it would otherwise cost about a quarter of the sampling time.
+        h = self.embed(x)
+        h = h.unsqueeze(0).expand(n, b, self.embed_dim).reshape(n * b, self.embed_dim)
+        return self.flow.inverse(z, h)[0].reshape(n, b, self.n_params)
 
 
 class _ConditionedFlow(Transform):
