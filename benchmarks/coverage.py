@@ -119,14 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = folder / "manifest.json"
     stored = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     reusable = stored.get("settings") == settings
-    stored_errors = stored.get("errors", {}) if reusable else {}
-    reuse = {i for i in range(args.n)
-             if reusable and (str(i) in stored_errors or (folder / f"rec-{i:03d}.wav").is_file())}
+    # Recordings that failed to synthesize are tried again (the engine may have been fixed since).
+    reuse = {i for i in range(args.n) if reusable and (folder / f"rec-{i:03d}.wav").is_file()}
     scenario_path.write_text(posterior.metadata.scenario_text)
     jobs = [(str(scenario_path), truths[i].tolist(), i, args.snr, args.duration, args.sample_rate,
              str(folder / f"rec-{i:03d}.wav")) for i in range(args.n) if i not in reuse]
     t0 = time.perf_counter()
-    errors: dict[int, str] = {i: stored_errors[str(i)] for i in reuse if str(i) in stored_errors}
+    errors: dict[int, str] = {}
     engine_cpu = 0.0
     if len(jobs) < args.n:
         print(f"reusing {args.n - len(jobs)} recordings from {folder}", file=sys.stderr)
@@ -139,9 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     print(file=sys.stderr)
     synth_s = time.perf_counter() - t0
     if args.keep is not None:
-        merged = {**stored_errors, **{str(i): e for i, e in errors.items()}}
         tmp = manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"settings": settings, "errors": merged}, indent=1))
+        tmp.write_text(json.dumps({"settings": settings, "errors": {str(i): e for i, e in errors.items()}}, indent=1))
         os.replace(tmp, manifest_path)
 
     cases = []

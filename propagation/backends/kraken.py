@@ -23,6 +23,10 @@ Choices made here:
   top (this changes no other output: FIELD uses the exact source and receiver depths) and checked by
   :mod:`propagation.backends.modecheck` (zero crossings and an independent Sturm count). A lost mode
   raises :class:`~propagation.errors.LostModeError`; a result with a lost mode is never returned.
+  Before it does, the run is repeated on meshes 1.5 and 2 times finer (``lost_mode_retries``, default
+  2): with the default mesh, 5.9 % of the SWellEx-96 prior's draws lost a mode (modes at 2.8-4.7 km/s
+  phase speed living in the mudstone), and a 1.5 times finer mesh recovered each of the five we tried,
+  at about the same cost.
 * **Normalization and phase.** KRAKEN's FIELD pressure: modulus 1 at 1 m from the source, phase
   ``exp(-i k r)``; returned unchanged except for widening complex64 to complex128.
 * **Warnings.** pelagic's case warnings (``PelagicWarning``) are turned into
@@ -43,7 +47,7 @@ from propagation.backends import modecheck
 from propagation.backends.base import (Engine, EngineInfo, ModeSet, Option, boolean, int_in,
                                       positive_float)
 from propagation.environment import Environment
-from propagation.errors import EngineError, UnsupportedEnvironmentError
+from propagation.errors import EngineError, LostModeError, UnsupportedEnvironmentError
 
 # KRAKEN stops with KR0302 below about 10 mesh points per wavelength.
 MIN_POINTS_PER_WAVELENGTH = 10.0
@@ -58,6 +62,8 @@ _MESH_OPTIONS = {
     "mesh_scale": Option(1.0, positive_float(0.0, 100.0), "multiplies both mesh densities"),
     "min_mesh_points": Option(20, int_in(10, 1_000_000), "fewest mesh intervals in any medium"),
     "check_modes": Option(True, boolean, "verify that no trapped mode is lost (LostModeError)"),
+    "lost_mode_retries": Option(2, int_in(0, 10),
+                                "after a lost mode, retry on meshes 1.5, 2, 2.5... times finer this many times"),
 }
 
 
@@ -191,6 +197,20 @@ class KrakenEngine(Engine):
     def _solve(self, env: Environment, freqs_hz: tuple[float, ...], source_depth_m: float | np.ndarray,
                receiver_depths_m: np.ndarray, ranges_m: np.ndarray, options: dict[str, Any],
                extra_depths_m: np.ndarray | None = None, max_range_m: float | None = None):
+        retries = options.get("lost_mode_retries", 0)
+        for attempt in range(retries + 1):
+            scaled = options if attempt == 0 else {**options, "mesh_scale": options["mesh_scale"] * (1.0 + 0.5 * attempt)}
+            try:
+                return self._solve_once(env, freqs_hz, source_depth_m, receiver_depths_m, ranges_m, scaled,
+                                        extra_depths_m, max_range_m)
+            except LostModeError:
+                if attempt == retries:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _solve_once(self, env: Environment, freqs_hz: tuple[float, ...], source_depth_m: float | np.ndarray,
+                    receiver_depths_m: np.ndarray, ranges_m: np.ndarray, options: dict[str, Any],
+                    extra_depths_m: np.ndarray | None = None, max_range_m: float | None = None):
         meshes, _ = self._meshes(env, freqs_hz, options)
         check = options["check_modes"]
         exact = np.concatenate([np.atleast_1d(source_depth_m), receiver_depths_m])

@@ -281,3 +281,44 @@ def test_a_lost_mode_in_an_engine_result_raises_from_the_api(swellex, monkeypatc
     # switched off, the same damaged result is passed on (the option exists for diagnosis only)
     p = propagation.pressure(swellex, 54.0, [100.0, 150.0], 3000.0, [49.0], check_modes=False)
     assert p.shape == (1, 2)
+
+
+def test_a_lost_mode_is_retried_on_finer_meshes_before_it_is_raised(swellex, monkeypatch):
+    scales = []
+
+    def solve_once(self, env, freqs_hz, source_depth_m, receiver_depths_m, ranges_m, options, *args):
+        scales.append(options["mesh_scale"])
+        if options["mesh_scale"] < 1.9:
+            raise LostModeError(self.name, "49 Hz: at least 1 mode(s) lost")
+        return solve(self, env, freqs_hz, source_depth_m, receiver_depths_m, ranges_m, options, *args)
+
+    solve = KrakenEngine._solve_once
+    monkeypatch.setattr(KrakenEngine, "_solve_once", solve_once)
+    p = propagation.pressure(PEKERIS, 30.0, [50.0], 2000.0, [100.0], engine="kraken")
+    assert np.all(np.isfinite(p.values)) and scales == [1.0, 1.5, 2.0]
+    scales.clear()
+    propagation.pressure(PEKERIS, 30.0, [50.0], 2000.0, [100.0], engine="kraken", mesh_scale=2.0)
+    assert scales == [2.0]
+    scales.clear()
+    with pytest.raises(LostModeError, match="49 Hz"):
+        propagation.pressure(PEKERIS, 30.0, [50.0], 2000.0, [100.0], engine="kraken", lost_mode_retries=1)
+    assert scales == [1.0, 1.5]
+
+
+@pytest.mark.slow
+def test_a_swellex96_draw_that_lost_a_mudstone_mode_is_recovered(swellex):
+    """Draw 0 of the 1,180 lost-mode failures of the 20,000-sample swellex96 dataset (seed 0): KRAKEN
+    loses mode 116 at 148 Hz (3860 m/s, in the mudstone) on the default mesh; a 1.5x finer one finds it."""
+    top, thickness = 1639.0866629123752, 9.267620663904662
+    sediment = swellex.layers[0]
+    gradient = (sediment.sound_speed_bottom_mps - sediment.sound_speed_top_mps) / sediment.thickness_m
+    env = swellex.replace(water_depth_m=237.10373445600186, layers=(
+        FluidLayer(thickness, top, top + gradient * thickness, 2.1408695194615093, 0.06630624726589719),
+        swellex.layers[1]))
+    receivers = np.linspace(94.125, 212.25, 21)
+    args = (env, 112.39748715639287, receivers, 7037.902516295687, [49.0, 79.0, 112.0, 148.0, 235.0])
+    with pytest.raises(LostModeError, match=r"148 Hz: at least 1 mode\(s\) lost of the 129 returned: mode 116"):
+        propagation.pressure(*args, engine="kraken", lost_mode_retries=0)
+    retried = propagation.pressure(*args, engine="kraken")
+    finer = propagation.pressure(*args, engine="kraken", mesh_scale=1.5, lost_mode_retries=0)
+    np.testing.assert_allclose(retried.values, finer.values)
