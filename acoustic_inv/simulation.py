@@ -52,6 +52,41 @@ def environment_rng(seed: int, group: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), STREAM_ENVIRONMENT, int(group)]))
 
 
+def simulator_noise(seed: int, indices: Sequence[int], n_params: int, n_freq: int, n_receiver: int) -> np.ndarray:
+    """The random variables behind each sample's noisy features, regenerated from the dataset seed.
+
+    Sample ``i``'s stream (:func:`sample_rng`) gives, in order, one uniform per prior parameter, one
+    uniform for the SNR, then the standard normals of the noise: real parts, then imaginary parts,
+    each of shape (n_freq, n_receiver) (:func:`acoustic_inv.observation.add_noise`). Returned per
+    sample: the SNR uniform as a standard normal score, then those normals, so the stored features are
+    a deterministic function of the noise-free pressure, ``theta`` and this vector. The padded INN
+    carries it on its parameter side (``noise_mode = "theta_pad"``).
+
+    Args:
+        seed: The dataset seed.
+        indices: Sample indices, shape (n,).
+        n_params: Number of prior parameters.
+        n_freq: Number of tones.
+        n_receiver: Number of receivers.
+
+    Returns:
+        Shape (n, 1 + 2 * n_freq * n_receiver), dimensionless.
+    """
+    from scipy import special
+
+    shape = (int(n_freq), int(n_receiver))
+    out = np.empty((len(indices), 1 + 2 * shape[0] * shape[1]))
+    for row, index in enumerate(indices):
+        rng = sample_rng(seed, int(index))
+        rng.random(int(n_params))
+        u_snr = rng.random()
+        real = rng.standard_normal(shape)
+        imag = rng.standard_normal(shape)
+        out[row, 0] = special.ndtri(u_snr)
+        out[row, 1:] = np.concatenate([real.ravel(), imag.ravel()])
+    return out
+
+
 def default_runner() -> Runner:
     """The real forward model, :func:`propagation.pressure`."""
     import propagation

@@ -206,13 +206,17 @@ class ChunkedSource(DataSource):
             model and a fresh noise realization for every sample, and recompute its features from the
             stored noise-free pressure (the validation rows keep their stored features). A network
             then never sees the same noisy observation twice, which curbs overfitting a modest dataset.
+        with_noise: also give each row's simulator noise (:meth:`blocks_with_noise`, ``noise_dim``
+            variables: the SNR as a normal score and the noise normals, see
+            :func:`acoustic_inv.simulation.simulator_noise`), regenerated from the dataset seed and
+            sample index, or the fresh draws of ``renoise``; for the INN's ``theta_pad`` mode.
 
     Raises:
         DataError: when ``meta.json`` or the chunks are missing or do not match.
     """
 
     def __init__(self, path: str | Path, buffer_chunks: int = 4, allow_incomplete: bool = False,
-                 renoise: bool = False) -> None:
+                 renoise: bool = False, with_noise: bool = False) -> None:
         if buffer_chunks < 1:
             raise ValueError(f"buffer_chunks must be >= 1, got {buffer_chunks}")
         self.path = Path(path)
@@ -249,14 +253,32 @@ class ChunkedSource(DataSource):
         # Samples that share an environment draw stay on one side of the validation split.
         self.group_size = max(1, int(meta.get("environment_reuse", 1)))
         self._noise = None
-        if renoise:
+        self._noise_layout: tuple[int, int, int, int] | None = None  # seed, n_params, n_freq, n_receiver
+        if renoise or with_noise:
             from acoustic_inv.datasets import dataset_scenario
             from acoustic_inv.observation import ObservationModel
 
             scenario = dataset_scenario(self.path)
+            what = "renoise" if renoise else "with_noise (an INN in theta_pad mode)"
             if scenario.noise.snr_db is None:
-                raise DataError(f"{self.path}: renoise needs a scenario with a noise model; it has none")
-            self._noise = (ObservationModel.from_scenario(scenario), scenario.noise.snr_db)
+                raise DataError(f"{self.path}: {what} needs a scenario with a noise model; it has none")
+            observation = ObservationModel.from_scenario(scenario)
+            if renoise:
+                self._noise = (observation, scenario.noise.snr_db)
+            if with_noise:
+                try:
+                    seed = int(meta["seed"])
+                except (KeyError, TypeError, ValueError):
+                    raise DataError(f"{meta_path}: with_noise needs the dataset's 'seed'") from None
+                self._noise_layout = (seed, len(self.params), observation.n_freq, observation.n_receiver)
+
+    @property
+    def noise_dim(self) -> int:
+        """Simulator noise variables per row: ``1 + 2 * n_freq * n_receiver`` with ``with_noise``, else 0."""
+        if self._noise_layout is None:
+            return 0
+        _, _, n_freq, n_receiver = self._noise_layout
+        return 1 + 2 * n_freq * n_receiver
 
     def read_chunk(self, index: int, noise_rng: np.random.Generator | None = None) -> Block:
         """Loads chunk ``index``: ``(theta (k, d) float64, x (k, m) float32)``.
@@ -267,11 +289,15 @@ class ChunkedSource(DataSource):
         Raises:
             DataError: naming the file when it cannot be read or does not match ``meta.json``.
         """
-        theta, x, _ = self._read_chunk(index, noise_rng)
+        theta, x, _, _ = self._read_chunk(index, noise_rng)
         return theta, x
 
-    def _read_chunk(self, index: int, noise_rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Chunk ``index`` as (theta, x, sample indices or None).
+    def _read_chunk(self, index: int, noise_rng: np.random.Generator | None, want_noise: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Chunk ``index`` as (theta, x, sample indices or None, simulator noise or None).
+
+        The noise (with ``want_noise`` on a source made ``with_noise``) is that of the features
+        returned: the fresh draws when ``noise_rng`` renoises them, else the stored features' own.
 
         Raises:
             DataError: naming the file when it cannot be read or does not match ``meta.json``.
@@ -291,9 +317,10 @@ class ChunkedSource(DataSource):
                 theta = np.asarray(theta_da.values, dtype=np.float64)
                 x = np.asarray(x_da.values, dtype=np.float32)
                 samples = np.asarray(ds["sample"].values, dtype=np.int64) if "sample" in ds.coords else None
+                noise = None
                 if noise_rng is not None and self._noise is not None:
                     pressure = np.asarray(ds["pressure_real"].values) + 1j * np.asarray(ds["pressure_imag"].values)
-                    x = self._renoised(pressure, noise_rng)
+                    x, noise = self._renoised(pressure, noise_rng)
         except DataError:
             raise
         except KeyError as error:
@@ -308,14 +335,34 @@ class ChunkedSource(DataSource):
                 f"{path}: theta has {theta.shape[1]} params and x {x.shape[1]} features; meta.json says "
                 f"{len(expected)} and {self.n_features}"
             )
-        return theta, x, samples
+        if not want_noise or self._noise_layout is None:
+            return theta, x, samples, None
+        if noise is None:
+            if samples is None:
+                raise DataError(f"{path}: no 'sample' coordinate, so the simulator noise cannot be regenerated")
+            from acoustic_inv.simulation import simulator_noise
 
-    def _renoised(self, pressure: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            noise = simulator_noise(*self._noise_layout[:1], samples, *self._noise_layout[1:])
+        return theta, x, samples, noise
+
+    def _renoised(self, pressure: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Fresh noisy features of a chunk's noise-free pressure (k, n_freq, n_receiver), and the
+        noise variables drawn for them, laid out as :func:`acoustic_inv.simulation.simulator_noise`."""
+        from scipy import special
+
         from acoustic_inv.observation import add_noise
 
         observation, snr = self._noise
-        snr_db = np.asarray(snr.ppf(rng.random(len(pressure))), dtype=float)
-        return observation.features_from_pressure(add_noise(pressure, snr_db, rng)).astype(np.float32)
+        u_snr = rng.random(len(pressure))
+        snr_db = np.asarray(snr.ppf(u_snr), dtype=float)
+        # add_noise draws the real parts, then the imaginary parts, of the whole chunk; a copy of the
+        # stream replays them.
+        replay = np.random.Generator(type(rng.bit_generator)())
+        replay.bit_generator.state = rng.bit_generator.state
+        x = observation.features_from_pressure(add_noise(pressure, snr_db, rng)).astype(np.float32)
+        real = replay.standard_normal(pressure.shape).reshape(len(pressure), -1)
+        imag = replay.standard_normal(pressure.shape).reshape(len(pressure), -1)
+        return x, np.column_stack([special.ndtri(u_snr), real, imag])
 
     def _val_rows(self, index: int, samples: np.ndarray | None, n: int, val_fraction: float,
                   seed: int) -> np.ndarray:
@@ -328,27 +375,41 @@ class ChunkedSource(DataSource):
         return np.isin(groups, chosen)
 
     def blocks(self, split: str, *, val_fraction: float, seed: int, epoch: int | None = None) -> Iterator[Block]:
+        for theta, x, _ in self._blocks(split, val_fraction, seed, epoch, want_noise=False):
+            yield theta, x
+
+    def blocks_with_noise(
+        self, split: str, *, val_fraction: float, seed: int, epoch: int | None = None
+    ) -> Iterator[NoisyBlock]:
+        if self._noise_layout is None:
+            yield from super().blocks_with_noise(split, val_fraction=val_fraction, seed=seed, epoch=epoch)
+            return
+        yield from self._blocks(split, val_fraction, seed, epoch, want_noise=True)
+
+    def _blocks(self, split: str, val_fraction: float, seed: int, epoch: int | None,
+                want_noise: bool) -> Iterator[NoisyBlock]:
         _check_split(split, val_fraction)
         order = np.arange(len(self.chunk_paths))
         if epoch is not None:
             order = np.random.default_rng([seed, 1, epoch]).permutation(order)
         for start in range(0, len(order), self.buffer_chunks):
-            thetas, xs = [], []
+            thetas, xs, noises = [], [], []
             for index in order[start : start + self.buffer_chunks]:
                 noise_rng = None
                 if self._noise is not None and split == "train" and epoch is not None:
                     noise_rng = np.random.default_rng([seed, 3, epoch, int(index)])
-                theta, x, samples = self._read_chunk(int(index), noise_rng)
+                theta, x, samples, noise = self._read_chunk(int(index), noise_rng, want_noise)
                 mask = self._val_rows(int(index), samples, len(theta), val_fraction, seed)
                 keep = mask if split == "val" else ~mask
                 thetas.append(theta[keep])
                 xs.append(x[keep])
-            theta, x = np.concatenate(thetas), np.concatenate(xs)
+                noises.append(noise[keep] if noise is not None else np.zeros((int(keep.sum()), 0)))
+            theta, x, noise = np.concatenate(thetas), np.concatenate(xs), np.concatenate(noises)
             if epoch is not None:
                 perm = np.random.default_rng([seed, 2, epoch, start]).permutation(len(theta))
-                theta, x = theta[perm], x[perm]
+                theta, x, noise = theta[perm], x[perm], noise[perm]
             if len(theta):
-                yield theta, x
+                yield theta, x, noise
 
 
 def rebatch(

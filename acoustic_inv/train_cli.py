@@ -34,8 +34,10 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, device=args.device)
     if args.seed is not None:
         config = replace(config, seed=args.seed)
+    # A padded INN in theta_pad mode carries each sample's simulator noise on its parameter side.
+    carries_noise = config.architecture == "inn" and config.noise_mode == "theta_pad"
     source = ChunkedSource(args.data, buffer_chunks=config.shuffle_buffer_chunks,
-                           allow_incomplete=args.allow_incomplete, renoise=config.renoise)
+                           allow_incomplete=args.allow_incomplete, renoise=config.renoise, with_noise=carries_noise)
     if args.allow_incomplete:
         print(f"train: using the {len(source.chunk_paths)} chunks of {args.data} finished so far")
     state = resume_path(args.out)

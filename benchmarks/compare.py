@@ -412,34 +412,16 @@ def load_simulations(path: str | Path, n: int) -> Simulations:
 
 
 def simulator_noise(sims: Simulations) -> np.ndarray:
-    """The simulator's random variables behind each sample's features, regenerated from its seed.
-
-    Each sample's stream (:func:`acoustic_inv.simulation.sample_rng`) gives, in order, one uniform
-    per parameter, one uniform for the SNR, then the standard normals of the noise (real parts, then
-    imaginary parts, per tone and receiver; :func:`acoustic_inv.observation.add_noise`). Returned: the
-    SNR uniform as a normal score, then those normals, so ``x`` is a deterministic function of
-    ``theta`` and this vector (checked by :func:`check_simulator_noise`).
+    """The simulator's random variables behind each sample's features, regenerated from its seed
+    (:func:`acoustic_inv.simulation.simulator_noise`; checked by :func:`check_simulator_noise`).
 
     Returns:
         Shape (n, 1 + 2 * n_freq * n_receiver), dimensionless.
     """
-    from scipy import special
+    from acoustic_inv.simulation import simulator_noise as regenerate
 
-    from acoustic_inv.simulation import sample_rng
-
-    seed = int(sims.meta["seed"])
-    d = sims.theta.shape[1]
-    shape = sims.pressure.shape[1:]
-    out = np.empty((len(sims), 1 + 2 * int(np.prod(shape))))
-    for row, index in enumerate(sims.sample):
-        rng = sample_rng(seed, int(index))
-        rng.random(d)
-        u_snr = rng.random()
-        real = rng.standard_normal(shape)
-        imag = rng.standard_normal(shape)
-        out[row, 0] = special.ndtri(u_snr)
-        out[row, 1:] = np.concatenate([real.ravel(), imag.ravel()])
-    return out
+    n_freq, n_receiver = sims.pressure.shape[1:]
+    return regenerate(int(sims.meta["seed"]), sims.sample, sims.theta.shape[1], n_freq, n_receiver)
 
 
 def check_simulator_noise(sims: Simulations, noise: np.ndarray, n_check: int = 50) -> float:

@@ -174,3 +174,90 @@ def test_validation_keeps_environment_groups_together(tmp_path: Path) -> None:
         envs[split] = {tuple(np.round(t[1:], 9)) for t in theta}  # water depth, bottom speed
     assert envs["val"] and envs["train"]
     assert not envs["val"] & envs["train"]
+
+
+def _rebuilt_features(data: Path, theta_rows: np.ndarray, noise: np.ndarray, source) -> np.ndarray:
+    """Features rebuilt from each row's stored noise-free pressure and its noise variables."""
+    import xarray as xr
+    from scipy import special
+
+    from acoustic_inv.datasets import dataset_scenario
+    from acoustic_inv.observation import ObservationModel, noise_variance
+
+    scenario = dataset_scenario(data)
+    observation = ObservationModel.from_scenario(scenario)
+    with xr.open_mfdataset(sorted((data / "chunks").glob("*.nc")), combine="nested", concat_dim="sample") as ds:
+        theta_all = ds["theta"].values
+        pressure_all = ds["pressure_real"].values + 1j * ds["pressure_imag"].values
+    out = []
+    shape = (observation.n_freq, observation.n_receiver)
+    for theta, z in zip(theta_rows, noise):
+        row = int(np.flatnonzero(np.all(theta_all == theta, axis=1))[0])
+        p = pressure_all[row]
+        snr_db = float(scenario.noise.snr_db.ppf(special.ndtr(z[0])))
+        real = z[1:1 + shape[0] * shape[1]].reshape(shape)
+        imag = z[1 + shape[0] * shape[1]:].reshape(shape)
+        std = np.sqrt(noise_variance(p, snr_db) / 2.0)[..., None]
+        out.append(observation.features_from_pressure(p + std * (real + 1j * imag)))
+    return np.asarray(out)
+
+
+def test_simulator_noise_of_a_dataset_rebuilds_its_features(tmp_path: Path) -> None:
+    from acoustic_inv.sources import ChunkedSource
+
+    data = _generated(tmp_path, reuse=2, n=24)
+    assert ChunkedSource(data).noise_dim == 0
+    source = ChunkedSource(data, with_noise=True)
+    assert source.noise_dim == 1 + 2 * 2 * 4  # 2 tones x 4 receivers in the scenario
+    for split, epoch in (("train", 3), ("val", None)):
+        blocks = list(source.blocks_with_noise(split, val_fraction=0.25, seed=0, epoch=epoch))
+        theta = np.concatenate([b[0] for b in blocks])
+        x = np.concatenate([b[1] for b in blocks])
+        noise = np.concatenate([b[2] for b in blocks])
+        assert noise.shape == (len(theta), source.noise_dim)
+        np.testing.assert_allclose(_rebuilt_features(data, theta, noise, source), x, atol=2e-6)
+        # the same rows and order as blocks()
+        plain = np.concatenate([b[0] for b in source.blocks(split, val_fraction=0.25, seed=0, epoch=epoch)])
+        np.testing.assert_array_equal(plain, theta)
+
+
+def test_renoised_rows_come_with_the_noise_they_were_given(tmp_path: Path) -> None:
+    from acoustic_inv.sources import ChunkedSource
+
+    data = _generated(tmp_path)
+    source = ChunkedSource(data, renoise=True, with_noise=True)
+    blocks = list(source.blocks_with_noise("train", val_fraction=0.25, seed=0, epoch=2))
+    theta = np.concatenate([b[0] for b in blocks])
+    x = np.concatenate([b[1] for b in blocks])
+    noise = np.concatenate([b[2] for b in blocks])
+    stored = ChunkedSource(data, with_noise=True)
+    stored_x = np.concatenate([b[1] for b in stored.blocks_with_noise("train", val_fraction=0.25, seed=0, epoch=2)])
+    assert not np.allclose(x, stored_x)  # fresh noise
+    np.testing.assert_allclose(_rebuilt_features(data, theta, noise, source), x, atol=2e-6)
+
+
+def test_a_theta_pad_inn_trains_on_a_dataset_directory(tmp_path: Path) -> None:
+    import contextlib
+    import io
+
+    import torch
+
+    from acoustic_inv.checkpoint import load_model
+    from acoustic_inv.cli import main
+
+    data = _generated(tmp_path, n=60)
+    config = tmp_path / "inn.toml"
+    config.write_text('architecture = "inn"\nnoise_mode = "theta_pad"\nn_blocks = 2\nhidden_width = 16\n'
+                      'subnet_depth = 1\nepochs = 2\nbatch_size = 16\nval_fraction = 0.25\n')
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = main(["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "m.pt"),
+                         "--quiet"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    model = load_model(tmp_path / "m.pt")
+    assert model.network.n_noise == 1 + 2 * 2 * 4
+    assert model.sample(np.zeros(model.n_features), 5, seed=0).shape == (5, 3)
