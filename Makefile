@@ -26,7 +26,9 @@ bench: setup
 	$(PY) benchmarks/invert.py
 
 # The side-by-side of every inference method on vina-gi (README, "Every method on vina-gi"); resumable.
-compare: setup
+# It needs the bench extras (sbi and six, for the NPE peer) beside the test ones.
+compare:
+	@ACOUSTIC_INV_EXTRAS=test,bench bash scripts/setup.sh
 	@bash scripts/compare.sh
 
 clean:
