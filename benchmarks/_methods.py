@@ -20,7 +20,6 @@ import io
 import json
 import os
 import platform
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -250,16 +249,10 @@ def machine(threads: int) -> dict[str, Any]:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file in the same directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Writes ``text`` to ``path`` atomically, with ordinary permissions (:mod:`acoustic_inv.fileio`)."""
+    from acoustic_inv.fileio import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
