@@ -2,9 +2,9 @@
 # `make compare`: reproduces the README's side-by-side table (benchmarks/results/compare.{json,md}).
 #
 # Every step resumes where it stopped: a killed run continues with the same command; steps already
-# finished are skipped. Data go to datasets/ (outside git). On 2 cores: about 35 min of simulation
-# (15,000 + 1,000 vina-gi samples and a 41 x 41 reference grid), then about an hour of comparison
-# (training every method, refining the reference posteriors with the engine, MCMC chains).
+# finished are skipped. Data go to datasets/ (outside git). On 2 free cores (measured 2026-11-27): about
+# 15 min of simulation (15,000 + 1,000 vina-gi samples and a 41 x 41 reference grid), then about 30 min
+# of comparison (refining the reference posteriors with the engine, training every method, MCMC chains).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ACI=".venv/bin/acoustic-inv"
